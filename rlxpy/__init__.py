@@ -1,0 +1,18 @@
+"""rlxpy: a small graph-IR compiler for ML blocks.
+
+    import rlxpy
+    exe = rlxpy.compile(graph, params=params, target="interp")
+    out = exe(x0=..., x1=...)
+"""
+
+from .driver import compile
+from .errors import InputError, ParseError, PassError, RlxError, VerifyError, WeightsError
+from .executable import Executable
+from .ir import Graph, GraphBuilder, TensorType
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Executable", "Graph", "GraphBuilder", "InputError", "ParseError", "PassError", "RlxError",
+    "TensorType", "VerifyError", "WeightsError", "compile",
+]

@@ -1,0 +1,115 @@
+"""`rlxpy fpn-neck`: build the SAM 2 FPN neck, compile it and run it, reporting every stage."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+
+import numpy as np
+
+from .. import driver
+from ..errors import RlxError
+from ..models.sam2 import (HIERA, FpnNeckConfig, build_fpn_neck_ir, load_fpn_neck_weights,
+                           synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights)
+from .common import checksum, load_npz, parse_image_size, parse_int_list, save_npz
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "fpn-neck", help="build, compile and run the SAM 2 FPN neck",
+        description="Build the SAM 2 FPN neck as an rlxpy graph, compile it and run it. Without "
+                    "--weights and --inputs it runs on seeded synthetic weights and inputs.",
+    )
+    p.add_argument("--config", default="base_plus", choices=list(HIERA), help="Hiera variant (default base_plus)")
+    p.add_argument("--image-size", default=None, metavar="N|HxW",
+                   help="image size: 1024, or HEIGHTxWIDTH like 512x768; sides multiples of 32 "
+                        "(default 1024, or what --inputs implies)")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 1, or what --inputs implies)")
+    p.add_argument("--weights", metavar="FILE.safetensors", help="checkpoint with image_encoder.neck.convs.* tensors")
+    p.add_argument("--inputs", metavar="IN.npz", help="stage outputs x0..x3, BHWC float32")
+    p.add_argument("--out", metavar="OUT.npz", help="write features_i and pos_i (NCHW float32)")
+    p.add_argument("--target", default="interp", choices=list(driver.TARGETS))
+    p.add_argument("--fuse-type", default="sum", choices=["sum", "avg"])
+    p.add_argument("--interp", default="nearest", choices=["nearest", "bilinear"])
+    p.add_argument("--top-down-levels", default="2,3", metavar="LIST", help="levels with the top-down path (default 2,3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights and inputs")
+    p.set_defaults(run=run)
+
+
+def _config(args, inputs: dict[str, np.ndarray] | None) -> FpnNeckConfig:
+    image_size = parse_image_size(args.image_size) if args.image_size else None
+    batch = args.batch
+    if inputs is not None and "x0" in inputs and inputs["x0"].ndim == 4:
+        b, h, w, _ = inputs["x0"].shape          # x0 is at stride 4
+        image_size = image_size or (4 * h, 4 * w)
+        batch = batch or b
+    return FpnNeckConfig.for_hiera(
+        args.config, image_size=image_size or (1024, 1024), batch=1 if batch is None else batch,
+        fuse_type=args.fuse_type, interp=args.interp,
+        top_down_levels=parse_int_list(args.top_down_levels, "--top-down-levels"),
+    )
+
+
+def _check_input_keys(inputs: dict[str, np.ndarray], path: str, cfg: FpnNeckConfig) -> None:
+    wanted = [f"x{i}" for i in range(cfg.num_levels)]
+    missing = [k for k in wanted if k not in inputs]
+    extra = sorted(set(inputs) - set(wanted))
+    if missing or extra:
+        what = f"missing key '{missing[0]}'" if missing else f"unknown key '{extra[0]}'"
+        raise RlxError(f"inputs file {path}: {what}; expected exactly {', '.join(wanted)} (BHWC float32)")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:9.1f} ms"
+
+
+def run(args: argparse.Namespace) -> int:
+    inputs = load_npz(args.inputs) if args.inputs else None
+    cfg = _config(args, inputs)
+    if inputs is not None:
+        _check_input_keys(inputs, args.inputs, cfg)
+    times = {}
+
+    t = time.perf_counter()
+    graph = build_fpn_neck_ir(cfg)
+    times["build IR"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if args.weights:
+        params, weights_from = load_fpn_neck_weights(args.weights, cfg), args.weights
+    else:
+        params, weights_from = synthetic_fpn_neck_weights(cfg, args.seed), f"synthetic (seed {args.seed})"
+    times["weights"] = time.perf_counter() - t
+    if inputs is None:
+        inputs, inputs_from = synthetic_fpn_neck_inputs(cfg, args.seed), f"synthetic (seed {args.seed})"
+    else:
+        inputs_from = args.inputs
+
+    t = time.perf_counter()
+    exe = driver.compile(graph, params=params, target=args.target)
+    times["compile"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    out = exe(**inputs)
+    times["run"] = time.perf_counter() - t
+
+    ops = Counter(n.op for n in graph.nodes)
+    print(f"rlxpy fpn-neck: {cfg.describe()}")
+    print(f"  weights  {weights_from}")
+    print(f"  inputs   {inputs_from}: " + "  ".join(f"{k} {list(v.shape)}" for k, v in inputs.items()))
+    print(f"  graph    @{graph.name}: {len(graph)} nodes ({', '.join(f'{n} {o}' for o, n in ops.items())})")
+    print(f"  work     {cfg.flops() / 1e9:.2f} GFLOP in the four 1x1 convs")
+    print(f"  target   {exe.target}")
+    print("stages")
+    for stage, seconds in times.items():
+        print(f"  {stage:<9}{_ms(seconds)}")
+    print(f"  {'':<9}{cfg.flops() / times['run'] / 1e9:9.1f} GFLOP/s in run")
+    print("outputs (NCHW float32)             sum           mean|x|       sha256[:12]")
+    for name, value in out.items():
+        shape = "x".join(map(str, value.shape))
+        print(f"  {name:<11}{shape:<18}{value.sum(dtype=np.float64):>16.6e}  {np.abs(value).mean(dtype=np.float64):>12.6e}  {checksum(value)}")
+    if args.out:
+        save_npz(args.out, out)
+        print(f"wrote {args.out}")
+    return 0

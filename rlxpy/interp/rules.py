@@ -1,0 +1,135 @@
+"""The numpy meaning of every op: the reference every backend is checked against.
+
+One rule per op name, registered with `@rule`. A rule receives the node (for its attributes) and
+its operands' arrays, and returns the result as float32. Rules favour the obvious formulation over
+the fast one: this is the definition of each op, not an implementation to tune.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from ..ir.graph import Node
+
+Rule = Callable[..., np.ndarray]
+RULES: dict[str, Rule] = {}
+
+
+def rule(opname: str) -> Callable[[Rule], Rule]:
+    def register(fn: Rule) -> Rule:
+        if opname in RULES:
+            raise ValueError(f"two interpreter rules for op '{opname}'")
+        RULES[opname] = fn
+        return fn
+    return register
+
+
+@rule("matmul")
+def matmul(node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _matmul(a, b)
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if b.ndim == 2:  # one big GEMM instead of numpy's loop over a's leading axes
+        return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + b.shape[-1:])
+    return np.matmul(a, b)
+
+
+@rule("bias_add")
+def bias_add(node: Node, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    axis = node.attrs["axis"] % x.ndim
+    shape = [1] * x.ndim
+    shape[axis] = bias.shape[0]
+    return x + bias.reshape(shape)
+
+
+def upsample2x_nearest(c: np.ndarray) -> np.ndarray:
+    """out[..., i, j] = c[..., i // 2, j // 2]."""
+    return np.repeat(np.repeat(c, 2, axis=-2), 2, axis=-1)
+
+
+def _upsample2x_linear_axis(c: np.ndarray, axis: int) -> np.ndarray:
+    """Exact x2 linear upsampling along one axis with align_corners=False.
+
+    Output i samples the input at i/2 - 1/4, clamped at the borders, so even outputs are
+    0.25*c[k-1] + 0.75*c[k] and odd outputs 0.75*c[k] + 0.25*c[k+1] (indices clamped).
+    """
+    n = c.shape[axis]
+    k = np.arange(n)
+    before = np.take(c, np.maximum(k - 1, 0), axis=axis)
+    after = np.take(c, np.minimum(k + 1, n - 1), axis=axis)
+    even = np.float32(0.25) * before + np.float32(0.75) * c
+    odd = np.float32(0.75) * c + np.float32(0.25) * after
+    out = np.stack([even, odd], axis=axis + 1)
+    shape = list(c.shape)
+    shape[axis] = 2 * n
+    return out.reshape(shape)
+
+
+def upsample2x_bilinear(c: np.ndarray) -> np.ndarray:
+    return _upsample2x_linear_axis(_upsample2x_linear_axis(c, c.ndim - 2), c.ndim - 1)
+
+
+@rule("upsample_add")
+def upsample_add(node: Node, x: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    up = upsample2x_nearest if node.attrs["mode"] == "nearest" else upsample2x_bilinear
+    return x + up(coarse)
+
+
+@rule("scale")
+def scale(node: Node, x: np.ndarray) -> np.ndarray:
+    return x * np.float32(node.attrs["factor"])
+
+
+@rule("transpose")
+def transpose(node: Node, x: np.ndarray) -> np.ndarray:
+    return np.transpose(x, node.attrs["perm"])
+
+
+@rule("reshape")
+def reshape(node: Node, x: np.ndarray) -> np.ndarray:
+    return np.reshape(x, node.attrs["shape"])
+
+
+def sine_position_encoding(batch: int, dim: int, height: int, width: int,
+                           temperature: float = 10000.0) -> np.ndarray:
+    """SAM 2's PositionEmbeddingSine(dim, normalize=True, scale=2*pi), NCHW, computed in float64."""
+    feats = dim // 2                                           # per axis
+    k = np.arange(feats)
+    dim_t = temperature ** (2 * (k // 2) / feats)
+    rows = np.arange(1, height + 1) / (height + 1e-6) * (2 * math.pi)
+    cols = np.arange(1, width + 1) / (width + 1e-6) * (2 * math.pi)
+
+    def encode(pos: np.ndarray) -> np.ndarray:                 # [len, feats], sin/cos interleaved
+        angle = pos[:, None] / dim_t
+        return np.where(k % 2 == 0, np.sin(angle), np.cos(angle))
+
+    out = np.empty((batch, dim, height, width), np.float64)
+    out[:, :feats] = encode(rows).T[:, :, None]
+    out[:, feats:] = encode(cols).T[:, None, :]
+    return out.astype(np.float32)
+
+
+@rule("pos_encoding")
+def pos_encoding(node: Node) -> np.ndarray:
+    a = node.attrs
+    return sine_position_encoding(a["batch"], a["dim"], a["height"], a["width"], a["temperature"])
+
+
+@rule("fused_matmul")
+def fused_matmul(node: Node, a: np.ndarray, b: np.ndarray, *epilogue: np.ndarray) -> np.ndarray:
+    """The composition of the unfused ops' rules, in the declared epilogue order."""
+    attrs, rest = node.attrs, list(epilogue)
+    y = _matmul(a, b)
+    if attrs["bias"]:
+        y = y + rest.pop(0)
+    if attrs["perm"]:
+        y = np.transpose(y, attrs["perm"])
+    if attrs["upsample"] == "nearest":
+        y = y + upsample2x_nearest(rest.pop(0))
+    elif attrs["upsample"] == "bilinear":
+        y = y + upsample2x_bilinear(rest.pop(0))
+    return y * np.float32(attrs["factor"])

@@ -1,0 +1,1 @@
+"""Model blocks built as rlxpy graphs."""
