@@ -1,24 +1,45 @@
-"""`rlxpy.compile`: bind params, verify, optimise, and hand the graph to a backend."""
+"""`rlxpy.compile`: bind params, verify, run the pass pipeline, and hand the graph to a backend."""
 
 from __future__ import annotations
 
-from typing import Mapping
+import sys
+from pathlib import Path
+from typing import Any, Mapping
 
 from .errors import RlxError
 from .executable import Executable, InterpExecutable
 from .ir.graph import Graph
 from .ir.verify import verify
 from .params import bind_params
+from .passes import PassManager
 
 TARGETS = ("interp",)
 
 
-def compile(graph: Graph, params: Mapping[str, object] | None = None, target: str = "interp") -> Executable:
-    """Compile `graph` with `params` bound as constants, for `target` ("interp")."""
+def compile(graph: Graph, params: Mapping[str, object] | None = None, target: str = "interp", *,
+            pipeline: str | PassManager = "default", report: bool = False,
+            dump_dir: str | Path | None = None, verify_each: bool = True) -> Executable:
+    """Compile `graph` for `target` with `params` bound as constants.
+
+    `pipeline` is a pipeline string (see `rlxpy opt --list-passes`) or a configured PassManager;
+    `report=True` prints the fusion report (every place a fusion did not apply, and why) to
+    stderr; `dump_dir` writes the IR before and after every pass as numbered .rlx files.
+    The executable keeps the optimised graph (`exe.graph`) and the pass log (`exe.pass_log`).
+    """
     if not isinstance(graph, Graph):
         raise RlxError(f"compile() takes a Graph, got {type(graph).__name__}")
     if target not in TARGETS:
         raise RlxError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     source = verify(graph)
     bound = bind_params(source, params)
-    return InterpExecutable(bound, source)
+    if isinstance(pipeline, PassManager):
+        pm = pipeline
+    else:
+        pm = PassManager(pipeline, verify_each=verify_each, dump_dir=dump_dir)
+    optimised = pm.run(bound)
+    exe = InterpExecutable(optimised, source)
+    exe.pass_log = pm.log
+    exe.pipeline = str(pm)
+    if report:
+        print(pm.log.report("fuse-epilogue"), file=sys.stderr)
+    return exe

@@ -57,6 +57,12 @@ class Executable:
         self.source = source or graph         # the graph as the caller gave it
         self.input_types = graph.input_types
         self.output_types = graph.output_types
+        self.pass_log = None                  # the pass manager's RunLog, set by rlxpy.compile
+        self.pipeline = ""
+
+    def fusion_report(self) -> str:
+        """Every fusion that applied, and every place one did not and why."""
+        return self.pass_log.report("fuse-epilogue") if self.pass_log else "no passes ran"
 
     def __call__(self, **inputs: object) -> dict[str, np.ndarray]:
         return self.run(inputs)

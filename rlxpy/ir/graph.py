@@ -35,12 +35,16 @@ class Node:
     def with_(self, **changes: Any) -> "Node":
         return replace(self, **changes)
 
+    @cached_property
+    def digest(self) -> str | None:
+        """sha256 of a const's data (computed once per node)."""
+        if self.value is None:
+            return None
+        return hashlib.sha256(np.ascontiguousarray(self.value).tobytes()).hexdigest()
+
     def key(self) -> tuple:
         """What makes two nodes compute the same value (for CSE): op, operands, attrs, data."""
-        data = None
-        if self.value is not None:
-            data = hashlib.sha256(np.ascontiguousarray(self.value).tobytes()).hexdigest()
-        return (self.op, self.operands, tuple(sorted(self.attrs.items())), self.type, data)
+        return (self.op, self.operands, tuple(sorted(self.attrs.items())), self.type, self.digest)
 
 
 class Graph:

@@ -27,13 +27,14 @@ def build_fpn_neck_ir(cfg: FpnNeckConfig) -> Graph:
         height, width = cfg.level_hw(i)
         weight = b.param(cfg.weight_key(j), (d, cin, 1, 1), value_name=f"w{i}")
         bias = b.param(cfg.bias_key(j), (d,), value_name=f"b{i}")
-        w_t = b.transpose(b.reshape(weight, shape=(d, cin)), perm=(1, 0))           # [cin, d]
+        w_t = b.transpose(b.reshape(weight, shape=(d, cin)), perm=(1, 0), name=f"wt{i}")  # [cin, d]
         lateral = b.bias_add(b.matmul(xs[i], w_t), bias, axis=-1)                   # BHWC
         lateral = b.transpose(lateral, perm=NHWC_TO_NCHW, name=f"lateral{i}")       # NCHW
         if i in cfg.top_down_levels and prev is not None:
-            prev = b.upsample_add(lateral, prev, mode=cfg.interp)
-            if cfg.fuse_type == "avg":
-                prev = b.scale(prev, factor=0.5)
+            avg = cfg.fuse_type == "avg"
+            prev = b.upsample_add(lateral, prev, mode=cfg.interp, name=None if avg else f"features{i}")
+            if avg:
+                prev = b.scale(prev, factor=0.5, name=f"features{i}")
         else:
             prev = lateral
         features[i] = prev

@@ -1,0 +1,20 @@
+"""Passes and the PassManager that runs them.
+
+    from rlxpy.passes import PassManager
+    PassManager("fold-constants,fuse-epilogue{upsample=false},cse,dce").run(graph)
+
+Each pass lives in its own module and registers itself by name; `PIPELINES["default"]` is what
+`rlxpy.compile` runs unless told otherwise.
+"""
+
+from . import cse, dce, fold_constants, fuse_epilogue  # noqa: F401  (register the passes)
+from .base import PASSES, Pass, PassContext, Remark, register
+from .instruments import DumpDir, Instrument, PassTiming, PrintIR
+from .manager import Application, PassManager, RunLog
+from .pipeline import PIPELINES, format_pipeline, parse_pipeline
+
+__all__ = [
+    "PASSES", "PIPELINES", "Application", "DumpDir", "Instrument", "Pass", "PassContext",
+    "PassManager", "PassTiming", "PrintIR", "Remark", "RunLog", "format_pipeline", "parse_pipeline",
+    "register",
+]
