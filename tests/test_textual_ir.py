@@ -638,6 +638,7 @@ def test_graph_renders_svg_with_real_graphviz(neck_file, tmp_path, capsys):
     (["graph", "{tmp}/good.rlx", "--dot", "-", "--format", "png"], "rlxpy graph: error: --format cannot render DOT written to stdout"),
     (["graph", "{tmp}/good.rlx", "--dot", "{tmp}/no/such/dir/g.dot"], "rlxpy graph: error: cannot write {tmp}/no/such/dir/g.dot: directory"),
     (["graph", "{tmp}/good.rlx", "--dot", "{tmp}/g.svg"], "rlxpy graph: error: --dot {tmp}/g.svg: the rendered svg would overwrite it"),
+    (["graph", "{tmp}/good.rlx", "--inline-limit", "-1"], "rlxpy graph: error: --inline-limit -1: expected a number of elements >= 0"),
     (["graph", "{tmp}/good.rlx", "--format", "pdf", "--dot", "x.dot"], "rlxpy graph: error: argument --format: invalid choice: 'pdf'"),
 ])
 def test_graph_command_errors_are_one_line(tmp_path, capsys, args, message):
