@@ -12,9 +12,9 @@ import os
 import sys
 
 from ..errors import RlxError
-from . import fpn_neck
+from . import fpn_neck, graph
 
-COMMANDS = [fpn_neck]
+COMMANDS = [fpn_neck, graph]
 
 
 class UsageError(RlxError):
