@@ -103,3 +103,24 @@ def test_module_and_console_script(command):
     bad = subprocess.run(command + ["fpn-neck", "--batch", "-3"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == "rlxpy fpn-neck: error: batch must be an integer >= 1, got -3"
+
+
+def test_emit_ir_dump_dir_and_fusion_report(tmp_path, capsys):
+    from rlxpy.ir.textio import load_graph
+    args = ["fpn-neck", *SMALL, "--emit-ir", str(tmp_path / "neck.rlx"), "--dump-dir", str(tmp_path / "dumps"),
+            "--report", "--pipeline", "fold-constants,fuse-epilogue{upsample=false},cse,dce"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "fuse-epilogue report: 4 applied, 1 missed" in out
+    assert "missed  %features2: not fused: disabled by the option fuse-epilogue{upsample=false}" in out
+    emitted = load_graph(tmp_path / "neck.rlx")
+    assert len(emitted.params) == 8 and not emitted.of_op("fused_matmul")     # before any pass
+    dumps = sorted(p.name for p in (tmp_path / "dumps").glob("*.rlx"))
+    assert dumps == ["000-input.rlx", "001-fold-constants.rlx", "002-fuse-epilogue.rlx", "003-cse.rlx", "004-dce.rlx"]
+    assert len(load_graph(tmp_path / "dumps" / "004-dce.rlx").of_op("fused_matmul")) == 4
+
+
+def test_bad_pipeline_is_one_line(capsys):
+    assert main(["fpn-neck", *SMALL, "--pipeline", "fold,dce"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rlxpy fpn-neck: error: unknown pass 'fold'") and err.count("\n") == 1

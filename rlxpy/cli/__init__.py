@@ -12,9 +12,9 @@ import os
 import sys
 
 from ..errors import RlxError
-from . import fpn_neck, graph
+from . import difftest, fpn_neck, graph, opt
 
-COMMANDS = [fpn_neck, graph]
+COMMANDS = [fpn_neck, opt, graph, difftest]
 
 
 class UsageError(RlxError):

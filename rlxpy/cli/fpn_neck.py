@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import driver
 from ..errors import RlxError
+from ..ir.textio import save_graph
 from ..models.sam2 import (HIERA, FpnNeckConfig, build_fpn_neck_ir, load_fpn_neck_weights,
                            synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights)
 from .common import checksum, load_npz, parse_image_size, parse_int_list, save_npz
@@ -34,6 +35,10 @@ def add_parser(sub) -> None:
     p.add_argument("--interp", default="nearest", choices=["nearest", "bilinear"])
     p.add_argument("--top-down-levels", default="2,3", metavar="LIST", help="levels with the top-down path (default 2,3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights and inputs")
+    p.add_argument("--pipeline", default="default", help="pass pipeline (see 'rlxpy opt --list-passes')")
+    p.add_argument("--emit-ir", metavar="OUT.rlx", help="write the neck's graph, before any pass, as textual IR")
+    p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass of the compile")
+    p.add_argument("--report", action="store_true", help="print the fusion report in full")
     p.set_defaults(run=run)
 
 
@@ -74,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     graph = build_fpn_neck_ir(cfg)
     times["build IR"] = time.perf_counter() - t
+    if args.emit_ir:
+        save_graph(graph, args.emit_ir)
 
     t = time.perf_counter()
     if args.weights:
@@ -87,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         inputs_from = args.inputs
 
     t = time.perf_counter()
-    exe = driver.compile(graph, params=params, target=args.target)
+    exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
+                         dump_dir=args.dump_dir)
     times["compile"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -100,6 +108,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"  inputs   {inputs_from}: " + "  ".join(f"{k} {list(v.shape)}" for k, v in inputs.items()))
     print(f"  graph    @{graph.name}: {len(graph)} nodes ({', '.join(f'{n} {o}' for o, n in ops.items())})")
     print(f"  work     {cfg.flops() / 1e9:.2f} GFLOP in the four 1x1 convs")
+    optimised = Counter(n.op for n in exe.graph.nodes)
+    print(f"  passes   '{exe.pipeline}' -> {len(exe.graph)} nodes ({', '.join(f'{n} {o}' for o, n in optimised.items())})")
+    report = exe.fusion_report().splitlines()
+    print(f"  fusion   {report[0]}")
+    for line in report[1:] if args.report else [line for line in report[1:] if "missed" in line]:
+        print(f"         {line}")
     print(f"  target   {exe.target}")
     print("stages")
     for stage, seconds in times.items():
@@ -112,4 +126,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         save_npz(args.out, out)
         print(f"wrote {args.out}")
+    if args.emit_ir:
+        print(f"wrote {args.emit_ir}")
+    if args.dump_dir:
+        print(f"wrote the IR of every pass to {args.dump_dir}/")
     return 0

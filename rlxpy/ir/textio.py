@@ -32,11 +32,11 @@ def consts_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(CONSTS_SUFFIX)
 
 
-def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8) -> list[Path]:
+def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8, header: str = "") -> list[Path]:
     """Write `graph` to `path` (which must end in .rlx) and its large constants beside it.
 
-    Returns the files written. The graph is not verified, so a broken graph can be saved for a bug
-    report; every const must carry its data, though.
+    `header` goes first, each line as a `//` comment. Returns the files written. The graph is not
+    verified, so a broken graph can be saved for a bug report; every const must carry its data.
     """
     path = Path(path)
     if path.suffix != SUFFIX:
@@ -44,6 +44,8 @@ def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8) 
     if not path.parent.is_dir():
         raise RlxError(f"cannot write {path}: directory {path.parent} does not exist")
     text = print_graph(graph, inline_limit=inline_limit)
+    if header:
+        text = "".join(line if line.startswith("//") else f"// {line}" for line in header.splitlines(True)) + "\n" + text
     tensors: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         if not is_handle_const(node, inline_limit):

@@ -146,10 +146,10 @@ class PassManager:
         directory = self.reproducer_dir or Path(tempfile.mkdtemp(prefix="rlxpy-reproducer-"))
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"reproducer-{p.name}.rlx"
-        comment = [f"// rlxpy reproducer: pass '{p.spelling()}' {why}".replace("\n", " "),
-                   f"// replay: rlxpy opt {path.name} -p '{p.spelling()}'",
-                   f"// full pipeline: {self}"]
-        comment += [f"// {line}" for line in trace.strip().splitlines()[-6:]]
+        comment = [f"rlxpy reproducer: pass '{p.spelling()}' {why}".replace("\n", " "),
+                   f"replay: rlxpy opt {path.name} -p '{p.spelling()}'",
+                   f"full pipeline: {self}"]
+        comment += trace.strip().splitlines()[-6:]
         save_graph(graph, path, header="\n".join(comment))
         return path
 

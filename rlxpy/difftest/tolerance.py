@@ -1,0 +1,89 @@
+"""How far a float32 result may be from the oracle's, element by element.
+
+A float32 sum of n products is off by at most about n * eps * sum |a_i * b_i| (the standard
+forward-error bound), so each element's budget scales with
+  - its magnitude: the same graph evaluated on absolute values (|inputs|, |consts|, |factors|),
+    which gives sum |a_i * b_i| for a matmul and the sum of magnitudes for an add, so that
+    cancellation in the result does not shrink the budget; and
+  - the length of its reductions: the longest chain of summed terms that feeds it (the K of every
+    matmul on the way, plus one per op).
+Real errors are about sqrt(n) * eps, so the worst-case bound leaves room without hiding a real
+bug: a dropped bias or a wrong index is off by the size of the value itself.
+A NaN or infinity where the oracle has a finite value is always a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..interp import evaluate_node
+from ..ir.graph import Graph
+
+EPS32 = float(np.finfo(np.float32).eps)
+SLACK = 4.0          # on top of the worst-case bound: rounding of the inputs and of the bound itself
+FLOOR = 1e-30        # below any representable difference that matters
+
+
+def reduction_lengths(graph: Graph) -> dict[str, int]:
+    """For every value, the longest chain of accumulated terms that feeds it."""
+    length: dict[str, int] = {}
+    for node in graph.nodes:
+        deepest = max((length[o] for o in node.operands), default=0)
+        if node.op in ("matmul", "fused_matmul"):
+            own = graph.type_of(node.operands[0]).shape[-1] + 3      # K products, then the epilogue
+        elif node.op == "pos_encoding":
+            own = 8            # sin/cos of an angle up to 2*pi, itself a product and a quotient
+        else:
+            own = 0 if node.op in ("input", "param", "const") else 1
+        length[node.name] = deepest + own
+    return length
+
+
+def magnitudes(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every output evaluated on absolute values, |rule(|operands|)|: the scale of its rounding
+    error. Every op's rule has non-negative coefficients apart from a scale factor's sign and the
+    sin/cos of pos_encoding, which the outer absolute value takes care of."""
+    values: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        if node.op == "input":
+            values[node.name] = np.abs(inputs[node.attrs["name"]])
+        elif node.value is not None:
+            values[node.name] = np.abs(node.value)
+        else:
+            values[node.name] = np.abs(evaluate_node(node, [values[o] for o in node.operands]))
+    return {k: values[v] for k, v in graph.outputs.items()}
+
+
+@dataclass
+class Budget:
+    """Per-output tolerances derived from the oracle graph."""
+
+    magnitude: dict[str, np.ndarray]
+    length: dict[str, int]
+
+    @classmethod
+    def of(cls, graph: Graph, inputs: dict[str, np.ndarray]) -> "Budget":
+        lengths = reduction_lengths(graph)
+        return cls(magnitudes(graph, inputs), {k: lengths[v] for k, v in graph.outputs.items()})
+
+    def compare(self, name: str, actual: np.ndarray, oracle: np.ndarray) -> str | None:
+        """None if `actual` is within budget of `oracle`, else a sentence about the worst element."""
+        if actual.shape != oracle.shape:
+            return f"shape {list(actual.shape)}, expected {list(oracle.shape)}"
+        finite = np.isfinite(oracle)
+        bad = finite & ~np.isfinite(actual)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            return f"{actual[idx]} at {list(idx)} where the oracle has {oracle[idx]}"
+        allowed = SLACK * EPS32 * (self.length[name] + 1) * self.magnitude[name] + FLOOR
+        error = np.where(finite, np.abs(actual.astype(np.float64) - oracle), 0.0)
+        excess = error / allowed
+        worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+        if excess[worst] <= 1.0:
+            return None
+        idx = [int(i) for i in worst]
+        return (f"off by {error[worst]:.3g} at {idx} (got {actual[worst]:.7g}, oracle {oracle[worst]:.7g}; "
+                f"allowed {allowed[worst]:.3g} for magnitude {self.magnitude[name][worst]:.3g} "
+                f"and reduction length {self.length[name]})")
