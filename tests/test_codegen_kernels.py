@@ -24,7 +24,7 @@ TOL = 1e-5
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def run_both(build, inputs, **attrs_unused):
+def run_both(build, inputs):
     """(native, interpreter) results of a one-op graph whose inputs are `inputs`."""
     b = GraphBuilder("k")
     values = [b.input(name, a.shape) for name, a in inputs.items()]

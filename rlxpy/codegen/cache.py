@@ -69,7 +69,7 @@ class ObjectCache:
         path = self.path(key)
         try:
             data = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None, "miss"
         except OSError as e:
             _warn(f"cannot read cache entry {path}: {e}")

@@ -3,8 +3,9 @@
 One module per graph, one MCJIT engine per module. The engine owns the code: it lives as long as the
 `CompiledModule`, which the executable and its plan keep. Object code is loaded into the engine with
 `add_object_file`, the same way on a cache hit and a miss, so a hit parses and optimises nothing.
-The optimised IR and the assembly are made on demand (and then kept): on a hit they cost one
-optimisation run when first asked for.
+The optimised IR and the assembly are made on demand (and then kept) by optimising the IR text
+again, which is deterministic: the module that was compiled cannot be shown afterwards, because
+code emission rewrites it (CodeGenPrepare), and printing it up front would slow every compile.
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ class CompiledModule:
     @property
     def asm(self) -> str:
         if self._asm is None:
-            mod = self._optimised_module()
+            # from a fresh parse: code emission rewrites the module it is given (CodeGenPrepare)
+            text = self.optimized_ir
             with LLVM_LOCK:
-                self._asm = target_machine().emit_assembly(mod)
+                self._asm = target_machine().emit_assembly(llvm.parse_assembly(text))
         return self._asm
 
     def _optimised_module(self) -> llvm.ModuleRef:
@@ -86,7 +88,6 @@ def compile_module(name: str, ir_text: str, symbols: tuple[str, ...], cache: Obj
         missing = sorted(set(symbols) - set(defined))
         if missing:
             raise RuntimeError(f"module {name}: the optimised module lost kernel(s) {', '.join(missing)}")
-        cm._optimised = mod
         entry = Entry(obj, defined)
         if cache is not None:
             cache.store(key, entry)

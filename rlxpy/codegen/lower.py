@@ -74,11 +74,11 @@ def _lower_node(module: ir.Module, graph: Graph, index: int, node: Node) -> Step
     declined = []
     for rule in rules:
         k = KernelBuilder(module, graph, node, symbol_for(graph, index, node))
+        before = set(module.globals)
         try:
             result = rule.fn(k)
         except Unsupported as e:
-            if k.fn is not None:               # declined after defining: drop the half-built function
-                del module.globals[k.symbol]
+            _drop_globals(module, set(module.globals) - before)
             declined.append(f"{rule.name}: {e}")
             continue
         if isinstance(result, Alias):
@@ -88,3 +88,13 @@ def _lower_node(module: ir.Module, graph: Graph, index: int, node: Node) -> Step
                             f"not the Kernel it defined or an Alias")
         return Step(node, "native", kernel=result, rule=rule.name)
     return Step(node, "interp", reason="every rule declined (" + "; ".join(declined) + ")")
+
+
+def _drop_globals(module: ir.Module, names: set[str]) -> None:
+    """Forget what a rule that declined late added (its function, tables), names included.
+
+    llvmlite has no public way to remove a global; its NameScope keeps used names in `_useset`.
+    """
+    for name in names:
+        del module.globals[name]
+        module.scope._useset.discard(name)
