@@ -367,3 +367,47 @@ def test_bad_options(options, message):
 def test_llvm_options_are_refused_for_interp():
     with pytest.raises(RlxError, match="option 'threads' does not apply to target 'interp'"):
         rlxpy.compile(build_fpn_neck_ir(CFG), PARAMS, target="interp", threads=2)
+
+
+def test_each_call_in_flight_gets_its_own_buffer_set():
+    b = GraphBuilder("two")
+    x = b.input("x", (8, 8))
+    b.output("y", b.scale(b.scale(x, factor=2.0), factor=3.0))
+    plan = compile_llvm(b.build(), cache=False).plan
+    first, second = plan._acquire(), plan._acquire()
+    assert first is not second and plan.buffer_sets == 2
+    assert not any(np.shares_memory(a, c) for a in first.slots for c in second.slots)
+    plan._release(second)
+    assert plan._acquire() is second                     # reused, not reallocated
+    assert plan.buffer_sets == 2
+
+
+def test_compiling_from_several_threads(rng):
+    sizes = [(3, 5), (4, 7), (6, 2), (5, 5)]
+    results, errors = {}, []
+
+    def job(shape):
+        try:
+            b = GraphBuilder("t")
+            x = b.input("x", shape)
+            b.output("y", b.transpose(b.scale(x, factor=-2.0), perm=(1, 0)))
+            exe = compile_llvm(b.build(), cache=False)
+            data = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+            results[shape] = (exe(x=data)["y"], data)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=job, args=(s,)) for s in sizes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    for shape, (y, data) in results.items():
+        assert np.array_equal(y, (data * np.float32(-2.0)).T)
+
+
+def test_unbound_params_are_refused():
+    with pytest.raises(CodegenError, match=r"node %w3 \(param\): param 'image_encoder.neck.convs.0.conv.weight' "
+                                           r"is unbound; compile\(\) binds params before code generation"):
+        compile_llvm(build_fpn_neck_ir(CFG), cache=False)
