@@ -73,8 +73,9 @@ class Plan:
             r = self.root[value]
             if r in computed:
                 self.output_roots.setdefault(r, []).append(name)
-        self.intermediates = [r for r in computed if r not in self.output_roots]
-        self._assign_slots(computed)
+        self.intermediates = [s.node.name for s in steps
+                              if s.kind != "alias" and s.node.name not in self.output_roots]
+        self._assign_slots()
         self._functions = {}
         for s in steps:
             if s.kind == "native":
@@ -95,7 +96,8 @@ class Plan:
 
     # -- memory planning -------------------------------------------------------------------------
 
-    def _assign_slots(self, computed: set[str]) -> None:
+    def _assign_slots(self) -> None:
+        """Give each intermediate a slot no live value holds; slots grow to their largest tenant."""
         order = [s for s in self.steps if s.kind != "alias"]
         last_use: dict[str, int] = {}
         for i, s in enumerate(order):
