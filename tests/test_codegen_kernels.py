@@ -223,3 +223,15 @@ def test_pos_encoding(batch, dim, h, w, temperature):
     got, ref = exe()["p"], evaluate(graph, {})["p"]
     assert scaled_error(got, ref) < TOL
     assert np.abs(got - ref).max() <= 2 * np.spacing(np.float32(1))   # both round libm's double once
+
+
+@pytest.mark.parametrize("shape, perm", [
+    ((3, 4, 5), (1, 0, 2)),          # rows stay contiguous
+    ((2, 37, 19), (0, 2, 1)),        # blocked, with partial strips
+    ((5, 3, 2, 17), (3, 0, 2, 1)),
+    ((1, 64, 64, 48), (0, 3, 1, 2)),
+])
+def test_transpose_paths(shape, perm, rng):
+    x = randn(rng, shape)
+    got, ref, _ = run_both(lambda b, x: b.transpose(x, perm=perm), {"x": x})
+    assert np.array_equal(got, ref)

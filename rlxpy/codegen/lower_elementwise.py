@@ -64,28 +64,54 @@ def coalesce(shape: tuple[int, ...], perm: tuple[int, ...]) -> tuple[tuple[int, 
     return in_shape, new_perm
 
 
+# Input rows moved together by the blocked transpose. On a [65536, 256] -> [256, 65536] transpose
+# here: 8 rows 68 ms, 16 rows 39 ms, 32 rows 30 ms, 64 rows 91 ms (numpy's copy: 137 ms).
+STRIP = 32
+
+
 @lowering("transpose")
 def transpose(k: KernelBuilder) -> Kernel:
     in_shape, perm = coalesce(k.in_types[0].shape, k.attrs["perm"])
     if len(perm) == 1:      # nothing moves: a copy
-        n = in_shape[0]
-        k.define(extent=n)
+        k.define(extent=in_shape[0])
         x, = k.ins
         with k.parallel_loop() as i:
             k.store(k.load(x, i), k.out, i)
         return k.finish(cost=1)
     in_strides = row_major_strides(in_shape)
     out_shape = tuple(in_shape[p] for p in perm)
+    out_strides = row_major_strides(out_shape)
     read_strides = tuple(in_strides[p] for p in perm)   # input stride of each output axis
-    inner = out_shape[-1]
-    k.define(extent=math.prod(out_shape[:-1]))          # rows of the output's last axis
+    last = len(out_shape) - 1
+    q = read_strides.index(1)                           # the output axis the input's last axis became
+    if q == last:                                       # rows stay contiguous: copy row by row
+        k.define(extent=math.prod(out_shape[:-1]))
+        x, = k.ins
+        with k.parallel_loop() as r:
+            src = k.dot(k.unflatten(r, out_shape[:-1]), read_strides[:-1])
+            dst = k.mul(r, out_shape[last])
+            with k.loop(0, out_shape[last], name="t") as t:
+                k.store(k.load(x, k.add(src, t)), k.out, k.add(dst, t))
+        return k.finish(cost=out_shape[last])
+    others = [j for j in range(last) if j != q]
+    strips = -(-out_shape[q] // STRIP)
+    # Blocked: a parallel iteration moves STRIP consecutive input rows (output axis q) across the
+    # whole output row axis, reading STRIP contiguous floats per step and writing STRIP output rows
+    # in lockstep; row-at-a-time reads with a large stride would load a cache line per element.
+    k.define(extent=math.prod(out_shape[j] for j in others) * strips)
     x, = k.ins
-    with k.parallel_loop() as q:
-        base = k.dot(k.unflatten(q, out_shape[:-1]), read_strides[:-1])
-        row = k.mul(q, inner)
-        with k.loop(0, inner, name="t") as t:
-            k.store(k.load(x, k.add(base, k.mul(t, read_strides[-1]))), k.out, k.add(row, t))
-    return k.finish(cost=inner)
+    with k.parallel_loop() as p:
+        c = k.unflatten(k.div(p, strips), [out_shape[j] for j in others])
+        q0 = k.mul(k.rem(p, strips), STRIP)
+        width = k.min(STRIP, k.sub(out_shape[q], q0))
+        src = k.add(k.dot(c, [read_strides[j] for j in others]), q0)
+        dst = k.add(k.dot(c, [out_strides[j] for j in others]), k.mul(q0, out_strides[q]))
+        with k.loop(0, out_shape[last], name="t") as t:
+            row_src = k.add(src, k.mul(t, read_strides[last]))
+            row_dst = k.add(dst, t)
+            with k.loop(0, width, name="s") as s:
+                k.store(k.load(x, k.add(row_src, s)), k.out, k.add(row_dst, k.mul(s, out_strides[q])))
+    return k.finish(cost=STRIP * out_shape[last])
 
 
 @lowering("reshape")

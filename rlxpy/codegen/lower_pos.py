@@ -23,7 +23,7 @@ def pos_encoding(k: KernelBuilder) -> Kernel:
     feats = dim // 2
     kk = np.arange(feats)
     dim_t = a["temperature"] ** (2 * (kk // 2) / feats)       # as in interp.sine_position_encoding
-    k.define(extent=batch * dim * height)                     # rows (b, ch, h) of the output
+    k.define(extent=batch * dim)                              # planes (b, ch) of the output
     b = k.b
     table = k.global_table("dim_t", F64, dim_t.tolist())
     sin, cos = k.intrinsic("llvm.sin", F64), k.intrinsic("llvm.cos", F64)
@@ -45,17 +45,25 @@ def pos_encoding(k: KernelBuilder) -> Kernel:
         value.add_incoming(c, c_block)
         return b.fptrunc(value, F32)
 
-    with k.parallel_loop(name="row") as q:
-        ch, h = k.rem(k.div(q, height), dim), k.rem(q, height)
-        row = k.mul(q, width)
+    # A row channel is constant along each row, a column channel repeats its first row: one sine
+    # or cosine per row or column, not per element.
+    with k.parallel_loop(name="plane") as q:
+        ch = k.rem(q, dim)
+        plane = k.mul(q, height * width)
         encodes_row = b.icmp_signed("<", ch, k.i64(feats))
         with b.if_else(encodes_row) as (then, otherwise):
-            with then:                                     # one value for the whole row
-                v = encode(h, height, ch)
-                with k.loop(0, width, name="w") as w:
-                    k.store(v, k.out, k.add(row, w))
-            with otherwise:                                # a value per column
+            with then:
+                with k.loop(0, height, name="h") as h:
+                    v = encode(h, height, ch)
+                    row = k.add(plane, k.mul(h, width))
+                    with k.loop(0, width, name="w") as w:
+                        k.store(v, k.out, k.add(row, w))
+            with otherwise:
                 channel = k.sub(ch, feats)
                 with k.loop(0, width, name="w") as w:
-                    k.store(encode(w, width, channel), k.out, k.add(row, w))
-    return k.finish(cost=width)
+                    k.store(encode(w, width, channel), k.out, k.add(plane, w))
+                with k.loop(1, height, name="h") as h:
+                    row = k.add(plane, k.mul(h, width))
+                    with k.loop(0, width, name="w") as w:
+                        k.store(k.load(k.out, k.add(plane, w)), k.out, k.add(row, w))
+    return k.finish(cost=height * width)
