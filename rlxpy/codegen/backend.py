@@ -68,7 +68,8 @@ def compile_llvm(graph: Graph, source: Graph | None = None, *, strict: bool = Fa
         emit(f"rlxpy llvm: @{graph.name}: llvmlite.ir -> parse, verify -> new pass manager "
              f"O{host().opt_level} -> object code -> MCJIT  [{host().describe()}; cache {where_cache}]")
         for s in lowered.steps:
-            what = {"native": lambda: s.kernel.symbol, "alias": lambda: f"view of %{s.node.operands[0]}",
+            what = {"native": lambda: s.kernel.symbol,
+                    "alias": lambda: f"view of %{s.node.operands[s.alias.operand]}",
                     "interp": lambda: s.reason}[s.kind]()
             emit(f"rlxpy llvm:   %{s.node.name} ({s.node.op}) -> {s.kind}: {what}")
     if level >= 3:
