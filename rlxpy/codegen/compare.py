@@ -2,6 +2,7 @@
 
 Each native node's result is checked against its interpreter rule evaluated on the very operand
 values the kernel read, so an error is pinned to the node that made it and never inherited.
+Aliases (views, no code) and interpreter steps are exact by construction and are not checked.
 
 Tolerance: 1e-5 of the output's scale, max |reference|. Long reductions accumulate rounding in
 proportion to their length, so for a matmul of contraction length K the tolerance grows by

@@ -19,7 +19,7 @@ No kernel uses fast-math flags: reductions (the matmul's k loop) run in a fixed 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Iterator, Sequence, Union
 
 import llvmlite.ir as ir
@@ -126,7 +126,7 @@ class KernelBuilder:
         b.cbranch(b.icmp_signed("<", nxt, stop), body, done)
         b.position_at_end(done)
 
-    def parallel_loop(self, step: int = 1, name: str = "p") -> "contextmanager":
+    def parallel_loop(self, step: int = 1, name: str = "p") -> AbstractContextManager[ir.Value]:
         """The outermost loop over this call's share [begin, end) of [0, extent)."""
         return self.loop(self.lo, self.hi, step, name)
 
