@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 from .errors import RlxError
 from .executable import Executable, InterpExecutable
@@ -13,18 +13,20 @@ from .ir.verify import verify
 from .params import bind_params
 from .passes import PassManager
 
-TARGETS = ("interp",)
+TARGETS = ("interp", "llvm")
 
 
 def compile(graph: Graph, params: Mapping[str, object] | None = None, target: str = "interp", *,
             pipeline: str | PassManager = "default", report: bool = False,
-            dump_dir: str | Path | None = None, verify_each: bool = True) -> Executable:
-    """Compile `graph` for `target` with `params` bound as constants.
+            dump_dir: str | Path | None = None, verify_each: bool = True, **options: object) -> Executable:
+    """Compile `graph` for `target` ("interp" or "llvm") with `params` bound as constants.
 
     `pipeline` is a pipeline string (see `rlxpy opt --list-passes`) or a configured PassManager;
     `report=True` prints the fusion report (every place a fusion did not apply, and why) to
-    stderr; `dump_dir` writes the IR before and after every pass as numbered .rlx files.
-    The executable keeps the optimised graph (`exe.graph`) and the pass log (`exe.pass_log`).
+    stderr; `dump_dir` writes the IR before and after every pass as numbered .rlx files (and, for
+    llvm, the module's .ll, .opt.ll and .s). The executable keeps the optimised graph
+    (`exe.graph`) and the pass log (`exe.pass_log`). Options of target "llvm" (strict, cache,
+    compare_with, threads): see `rlxpy.codegen.compile_llvm`.
     """
     if not isinstance(graph, Graph):
         raise RlxError(f"compile() takes a Graph, got {type(graph).__name__}")
@@ -32,12 +34,18 @@ def compile(graph: Graph, params: Mapping[str, object] | None = None, target: st
         raise RlxError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     source = verify(graph)
     bound = bind_params(source, params)
+    if target != "llvm" and options:
+        raise RlxError(f"option '{sorted(options)[0]}' does not apply to target {target!r}")
     if isinstance(pipeline, PassManager):
         pm = pipeline
     else:
         pm = PassManager(pipeline, verify_each=verify_each, dump_dir=dump_dir)
     optimised = pm.run(bound)
-    exe = InterpExecutable(optimised, source)
+    if target == "llvm":
+        from .codegen import compile_llvm
+        exe = compile_llvm(optimised, source, dump_dir=dump_dir, **options)
+    else:
+        exe = InterpExecutable(optimised, source)
     exe.pass_log = pm.log
     exe.pipeline = str(pm)
     if report:

@@ -35,3 +35,11 @@ class ParseError(RlxError):
 
 class PassError(RlxError):
     """A pass was misconfigured, or it produced a graph that fails verification."""
+
+
+class CodegenError(RlxError):
+    """Code generation refused a graph (e.g. a node without a native lowering under strict=True)."""
+
+
+class MiscompileError(CodegenError):
+    """A native kernel disagrees with the interpreter (compare_with="interp"); names the node."""

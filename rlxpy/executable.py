@@ -1,8 +1,10 @@
 """What `rlxpy.compile` returns: a callable that checks its inputs and runs the compiled graph.
 
 Inputs are checked against the graph before anything runs: every name known and given, the
-declared shape, a float dtype. Other float dtypes and non-contiguous arrays are converted to
-contiguous float32.
+declared shape, a float dtype. Other float dtypes and non-contiguous (or misaligned) arrays are
+converted to contiguous float32. Output arrays a caller passes with `run(inputs, out={...})` are
+checked too (shape, float32, C-contiguous, aligned, writable, not overlapping each other or the
+inputs) and are then written in place; no conversion there, since the caller wants that memory.
 """
 
 from __future__ import annotations
@@ -43,8 +45,46 @@ def check_inputs(types: Mapping[str, TensorType], given: Mapping[str, object]) -
             raise InputError(
                 f"input '{name}': wrong {what}: expected shape {list(t.shape)}, got {list(a.shape)}"
             )
-        out[name] = np.ascontiguousarray(a, dtype=np.float32)
+        out[name] = np.require(a, dtype=np.float32, requirements=("C", "A"))
     return out
+
+
+def check_outputs(types: Mapping[str, TensorType], out: Mapping[str, object] | None,
+                  inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Caller-provided output arrays, checked, or an `InputError` naming the culprit."""
+    if out is None:
+        return {}
+    if not isinstance(out, Mapping):
+        raise InputError(f"out= must be a dict of output name -> array, got {type(out).__name__}")
+    unknown = sorted(set(out) - set(types))
+    if unknown:
+        raise InputError(f"out: unknown output '{unknown[0]}'; this graph returns {', '.join(map(repr, types))}")
+    checked: dict[str, np.ndarray] = {}
+    for name, a in out.items():
+        want = f"a writable C-contiguous float32 array of shape {list(types[name].shape)}"
+        if not isinstance(a, np.ndarray):
+            raise InputError(f"out '{name}': expected {want}, got {type(a).__name__}")
+        problem = None
+        if a.dtype != np.float32:
+            problem = f"dtype {a.dtype}"
+        elif a.shape != types[name].shape:
+            problem = f"shape {list(a.shape)}"
+        elif not a.flags.c_contiguous:
+            problem = "a non-contiguous array"
+        elif not a.flags.aligned:
+            problem = "a misaligned array"
+        elif not a.flags.writeable:
+            problem = "a read-only array"
+        if problem:
+            raise InputError(f"out '{name}': expected {want}, got {problem}")
+        for other, b in checked.items():
+            if np.may_share_memory(a, b):
+                raise InputError(f"out '{name}' and out '{other}' share memory; each output needs its own array")
+        for iname, b in inputs.items():
+            if np.may_share_memory(a, b):
+                raise InputError(f"out '{name}' shares memory with input '{iname}'; outputs must not overlap inputs")
+        checked[name] = a
+    return checked
 
 
 class Executable:
@@ -67,11 +107,17 @@ class Executable:
     def __call__(self, **inputs: object) -> dict[str, np.ndarray]:
         return self.run(inputs)
 
-    def run(self, inputs: Mapping[str, object]) -> dict[str, np.ndarray]:
-        return self._run(check_inputs(self.input_types, inputs))
+    def run(self, inputs: Mapping[str, object], out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Outputs by name; those named in `out` are written into the caller's arrays."""
+        checked = check_inputs(self.input_types, inputs)
+        return self._run(checked, check_outputs(self.output_types, out, checked))
 
-    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _run(self, inputs: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def report(self) -> str:
+        """Where each node runs."""
+        return f"@{self.graph.name} on {self.target}: every node runs on the numpy interpreter"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} @{self.graph.name} target={self.target} nodes={len(self.graph)}>"
@@ -82,5 +128,9 @@ class InterpExecutable(Executable):
 
     target = "interp"
 
-    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return evaluate(self.graph, inputs)
+    def _run(self, inputs: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = evaluate(self.graph, inputs)
+        for name, array in out.items():
+            np.copyto(array, results[name])
+            results[name] = array
+        return results

@@ -152,3 +152,51 @@ def test_difftest_cli_passes_on_the_real_pipeline(capsys):
 def test_difftest_cli_errors(args, message, capsys):
     assert main(args) == 2
     assert message in capsys.readouterr().err
+
+
+# -- a planted wrong kernel ----------------------------------------------------------------------------
+
+def _wrong_scale(k):
+    """A planted miscompile in a kernel: scale multiplies by factor + 1 when the tensor has an odd
+    number of elements."""
+    from rlxpy.codegen.registry import Unsupported  # noqa: F401  (the rule API this mimics)
+    k.define(extent=k.out_type.numel)
+    x, = k.ins
+    factor = k.attrs["factor"] + (1.0 if k.out_type.numel % 2 else 0.0)
+    with k.parallel_loop() as i:
+        k.store(k.b.fmul(k.load(x, i), k.f32(factor)), k.out, i)
+    return k.finish(cost=1)
+
+
+@pytest.fixture
+def wrong_kernel(monkeypatch, tmp_path):
+    from rlxpy.codegen.registry import LOWERINGS, Rule
+    monkeypatch.setitem(LOWERINGS, "scale", [Rule("scale", "planted-wrong", _wrong_scale)])
+    monkeypatch.setenv("RLXPY_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def test_planted_kernel_is_found_named_and_reduced(wrong_kernel):
+    seed, case, result = first_failing_seed("default", target="llvm")
+    kernel = [m for m in result.mismatches if m.stage == "kernel"]
+    assert kernel and kernel[0].what == "scale", [str(m) for m in result.mismatches]
+    assert all(m.stage in ("kernel", "native") for m in result.mismatches)   # no pass is blamed
+    graph = bind_params(case.graph, case.params)
+    verdict = bisect_case(graph, case.inputs, target="llvm")
+    assert verdict.verdict == "no-pass" and "(scale)" in verdict.detail
+    reduced = reduce_case(graph, case.inputs, target="llvm")
+    assert len(reduced.graph) <= 4, [f"{n.name}={n.op}" for n in reduced.graph]
+    assert reduced.mismatch.signature[1] == "scale"
+
+
+def test_real_kernels_agree_on_random_graphs():
+    """The native side of CI's 200 graphs runs in test_difftest_cli_200_graphs_native."""
+    for seed in range(2000, 2010):
+        case = seeded_case(seed)
+        result = check_case(case.graph, case.inputs, params=case.params, target="llvm")
+        assert result.ok, str(result.first)
+
+
+def test_difftest_cli_200_graphs_native(capsys):
+    assert main(["difftest", "--count", "200", "--seed", "0", "--target", "llvm"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("difftest: 200 graphs, ") and ", 0 mismatches, " in line

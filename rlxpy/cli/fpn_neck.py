@@ -37,9 +37,43 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights and inputs")
     p.add_argument("--pipeline", default="default", help="pass pipeline (see 'rlxpy opt --list-passes')")
     p.add_argument("--emit-ir", metavar="OUT.rlx", help="write the neck's graph, before any pass, as textual IR")
-    p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass of the compile")
+    p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
     p.add_argument("--report", action="store_true", help="print the fusion report in full")
+    llvm = p.add_argument_group("target llvm")
+    llvm.add_argument("--compare", choices=["interp"],
+                      help="check every native node against the interpreter on each call, and print "
+                           "the largest difference of each output from an interpreter run")
+    llvm.add_argument("--strict", action="store_true", help="a node without native code is an error")
+    llvm.add_argument("--no-cache", action="store_true", help="do not use the object code cache")
+    llvm.add_argument("--threads", type=int, metavar="N", help="threads per kernel (default: available cores)")
     p.set_defaults(run=run)
+
+
+LLVM_FLAGS = {"compare": "--compare", "strict": "--strict", "no_cache": "--no-cache", "threads": "--threads"}
+
+
+def _target_options(args) -> dict:
+    """Keyword options of driver.compile for the chosen target; llvm flags need --target llvm."""
+    given = [flag for key, flag in LLVM_FLAGS.items() if getattr(args, key) not in (None, False)]
+    if args.target != "llvm":
+        if given:
+            raise RlxError(f"{given[0]} applies to --target llvm only")
+        return {}
+    if args.threads is not None and args.threads < 1:
+        raise RlxError(f"--threads must be a positive integer, got {args.threads}")
+    return {"strict": args.strict, "cache": not args.no_cache, "compare_with": args.compare,
+            "threads": args.threads}
+
+
+def _print_comparison(graph, params, inputs, out) -> None:
+    """The largest difference of each output from the interpreter, absolute and of its scale."""
+    ref = driver.compile(graph, params=params, target="interp")(**inputs)
+    print("compare with interp (every native node also checked against its interpreter rule)")
+    print("  output         max|diff|     of scale")
+    for name, expected in ref.items():
+        diff = float(np.abs(out[name].astype(np.float64) - expected).max())
+        scale = float(np.abs(expected).max()) or 1.0
+        print(f"  {name:<11}{diff:>13.3e}{diff / scale:>13.3e}")
 
 
 def _config(args, inputs: dict[str, np.ndarray] | None) -> FpnNeckConfig:
@@ -93,9 +127,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         inputs_from = args.inputs
 
+    options = _target_options(args)
     t = time.perf_counter()
     exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
-                         dump_dir=args.dump_dir)
+                         dump_dir=args.dump_dir, **options)
     times["compile"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -115,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     for line in report[1:] if args.report else [line for line in report[1:] if "missed" in line]:
         print(f"         {line}")
     print(f"  target   {exe.target}")
+    print("  " + exe.report().replace("\n", "\n  "))
     print("stages")
     for stage, seconds in times.items():
         print(f"  {stage:<9}{_ms(seconds)}")
@@ -123,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     for name, value in out.items():
         shape = "x".join(map(str, value.shape))
         print(f"  {name:<11}{shape:<18}{value.sum(dtype=np.float64):>16.6e}  {np.abs(value).mean(dtype=np.float64):>12.6e}  {checksum(value)}")
+    if args.compare:
+        _print_comparison(graph, params, inputs, out)
     if args.out:
         save_npz(args.out, out)
         print(f"wrote {args.out}")

@@ -39,6 +39,8 @@ class Mismatch:
 
     def __str__(self) -> str:
         where = {"pass": "after pass", "crash": "pass", "native": "native code,", "kernel": "kernel"}[self.stage]
+        if self.stage == "kernel":           # the culprit already names the node
+            return f"{where} {self.culprit}: {self.detail}"
         return f"{where} {self.culprit}: {self.output}: {self.detail}"
 
 
@@ -121,11 +123,10 @@ def _check_native(graph: Graph, inputs, oracle, budget: Budget) -> list[Mismatch
         outputs = exe(**inputs)
     except RlxError as e:
         return [Mismatch("native", "compile", "compile", "-", str(e))]
-    found = []
+    found = check_kernels(exe, inputs)          # the most specific finding first: a named kernel
     bad = compare_outputs(budget, outputs, oracle)
     if bad:
         found.append(Mismatch("native", f"@{graph.name}", "outputs", *bad))
-    found += check_kernels(exe, inputs)
     return found
 
 
@@ -135,7 +136,7 @@ def check_kernels(exe, inputs) -> list[Mismatch]:
     values = exe.trace(**inputs)                 # every value as the native plan computed it
     graph = exe.graph
     for node in graph.nodes:
-        if node.op in ("input", "param", "const") or not exe.is_native(node.name):
+        if exe.placement.get(node.name) != "native":
             continue
         expected = evaluate_node(node, [values[o] for o in node.operands])
         distinct = list(dict.fromkeys(node.operands))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable
 
+from ..errors import RlxError
 from ..ir.graph import Graph
 from .base import Pass
 
@@ -92,7 +93,10 @@ class DumpDir(Instrument):
 
     def run_begin(self, graph, passes):
         self.directory = Path(self.directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RlxError(f"dump directory {self.directory}: {e.strerror}") from None
         self.written = []
         self._save(graph, "000-input")
 

@@ -1,0 +1,100 @@
+"""`LLVMExecutable`: a graph compiled to native kernels, with the generated code on show."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..executable import Executable
+from ..ir.graph import Graph
+from .jit import CompiledModule
+from .lower import LoweredGraph, Step
+from .plan import Plan
+from .target import host
+
+
+class LLVMExecutable(Executable):
+    target = "llvm"
+
+    def __init__(self, graph: Graph, source: Graph | None, lowered: LoweredGraph, module: CompiledModule,
+                 plan: Plan, *, compare_with: str | None, times: dict[str, float]):
+        super().__init__(graph, source)
+        self.lowered = lowered
+        self.module = module                 # owns the JIT engine: the code lives as long as this
+        self.plan = plan
+        self.compare_with = compare_with
+        self.compile_times = dict(times)
+
+    def _run(self, inputs: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.plan.run(inputs, out, compare=self.compare_with == "interp")
+
+    def trace(self, **inputs: object) -> dict[str, np.ndarray]:
+        """Every value of the graph (by SSA name) as the native plan computes it, for debugging
+        and for checking kernels one by one."""
+        from ..executable import check_inputs
+        checked = check_inputs(self.input_types, inputs)
+        values: dict[str, np.ndarray] = {n.name: n.value for n in self.graph.nodes if n.op == "const"}
+        values.update({n.name: checked[n.attrs["name"]] for n in self.graph.nodes if n.op == "input"})
+        self.plan.run(checked, {}, observe=lambda name, a: values.__setitem__(name, np.array(a)))
+        return values
+
+    # -- what was generated ----------------------------------------------------------------------
+
+    @property
+    def llvm_ir(self) -> str:
+        """The module's LLVM IR as generated (one function per native node)."""
+        return self.module.ir_text
+
+    @property
+    def optimized_llvm_ir(self) -> str:
+        """The module's LLVM IR after the O3 pipeline (recomputed once on a cache hit)."""
+        return self.module.optimized_ir
+
+    @property
+    def asm(self) -> str:
+        """The module's assembly for this CPU."""
+        return self.module.asm
+
+    @property
+    def cache_status(self) -> str:
+        return self.module.cache_status
+
+    @property
+    def threads(self) -> int:
+        return self.plan.threads
+
+    @property
+    def steps(self) -> list[Step]:
+        return list(self.lowered.steps)
+
+    @property
+    def placement(self) -> dict[str, str]:
+        """Node name -> "native", "alias" (a view, no code) or "interp" (fallback)."""
+        return {s.node.name: s.kind for s in self.lowered.steps}
+
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        """Node name -> why it runs on the interpreter."""
+        return {s.node.name: s.reason for s in self.lowered.steps if s.kind == "interp"}
+
+    def report(self) -> str:
+        steps = self.lowered.steps
+        count = {k: sum(s.kind == k for s in steps) for k in ("native", "alias", "interp")}
+        t = self.compile_times
+        stages = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in t.items() if k != "total")
+        lines = [
+            f"@{self.graph.name} on llvm ({host().describe()}, {self.threads} thread(s)): "
+            f"{count['native']} native, {count['alias']} alias, {count['interp']} on the interpreter",
+            f"  object code: {self.cache_status}; compile {t.get('total', 0) * 1e3:.1f} ms ({stages} ms); "
+            f"scratch {self.plan.buffer_bytes / 2**20:.1f} MiB per buffer set",
+        ]
+        name_w = max([len(s.node.name) for s in steps] + [4]) + 1
+        op_w = max([len(s.node.op) for s in steps] + [2])
+        for s in steps:
+            if s.kind == "native":
+                what = f"{s.kernel.symbol}  (rule {s.rule}, {s.kernel.extent} parallel iterations)"
+            elif s.kind == "alias":
+                what = f"view of %{s.node.operands[s.alias.operand]}, no code (rule {s.rule})"
+            else:
+                what = s.reason
+            lines.append(f"  %{s.node.name:<{name_w}} {s.node.op:<{op_w}}  {s.kind:<6}  {what}")
+        return "\n".join(lines)

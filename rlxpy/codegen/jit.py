@@ -1,0 +1,109 @@
+"""From LLVM IR text to callable code: optimise, emit object code (or take it from the cache), load.
+
+One module per graph, one MCJIT engine per module. The engine owns the code: it lives as long as the
+`CompiledModule`, which the executable and its plan keep. Object code is loaded into the engine with
+`add_object_file`, the same way on a cache hit and a miss, so a hit parses and optimises nothing.
+The optimised IR and the assembly are made on demand (and then kept) by optimising the IR text
+again, which is deterministic: the module that was compiled cannot be shown afterwards, because
+code emission rewrites it (CodeGenPrepare), and printing it up front would slow every compile.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import llvmlite.binding as llvm
+
+from .cache import Entry, ObjectCache, cache_key
+from .target import LLVM_LOCK, host, new_target_machine, target_machine
+
+
+def optimise(ir_text: str) -> llvm.ModuleRef:
+    """Parse, verify and optimise with the new pass builder at the host's opt level."""
+    with LLVM_LOCK:
+        mod = llvm.parse_assembly(ir_text)
+        mod.verify()
+        tm = target_machine()
+        pto = llvm.create_pipeline_tuning_options(speed_level=host().opt_level)
+        pb = llvm.create_pass_builder(tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+        return mod
+
+
+@dataclass
+class CompiledModule:
+    name: str
+    ir_text: str
+    symbols: tuple[str, ...]
+    cache_status: str = "off"
+    times: dict[str, float] = field(default_factory=dict)
+    addresses: dict[str, int] = field(default_factory=dict)
+    _engine: object = field(default=None, repr=False)
+    _object: object = field(default=None, repr=False)
+    _optimised: llvm.ModuleRef | None = field(default=None, repr=False)
+    _optimized_ir: str | None = field(default=None, repr=False)
+    _asm: str | None = field(default=None, repr=False)
+
+    @property
+    def optimized_ir(self) -> str:
+        if self._optimized_ir is None:
+            self._optimized_ir = str(self._optimised_module())
+        return self._optimized_ir
+
+    @property
+    def asm(self) -> str:
+        if self._asm is None:
+            # from a fresh parse: code emission rewrites the module it is given (CodeGenPrepare)
+            text = self.optimized_ir
+            with LLVM_LOCK:
+                self._asm = target_machine().emit_assembly(llvm.parse_assembly(text))
+        return self._asm
+
+    def _optimised_module(self) -> llvm.ModuleRef:
+        if self._optimised is None:
+            self._optimised = optimise(self.ir_text)
+        return self._optimised
+
+
+def compile_module(name: str, ir_text: str, symbols: tuple[str, ...], cache: ObjectCache | None) -> CompiledModule:
+    """Compile (or fetch from `cache`) and load the module; `symbols` are the kernels to look up."""
+    cm = CompiledModule(name, ir_text, symbols)
+    if not symbols:                                   # nothing native: no engine needed
+        cm.cache_status = "not needed (no kernels)"
+        return cm
+    key = cache_key(ir_text, host())
+    entry, status = (None, "off") if cache is None else cache.load(key)
+    if entry is not None and not set(symbols) <= set(entry.symbols):
+        entry, status = None, "corrupt (kernel symbols missing)"
+    if entry is None:
+        t = time.perf_counter()
+        mod = optimise(ir_text)
+        cm.times["optimise"] = time.perf_counter() - t
+        t = time.perf_counter()
+        with LLVM_LOCK:
+            obj = target_machine().emit_object(mod)
+        cm.times["codegen"] = time.perf_counter() - t
+        defined = tuple(f.name for f in mod.functions if not f.is_declaration)
+        missing = sorted(set(symbols) - set(defined))
+        if missing:
+            raise RuntimeError(f"module {name}: the optimised module lost kernel(s) {', '.join(missing)}")
+        entry = Entry(obj, defined)
+        if cache is not None:
+            cache.store(key, entry)
+        status = {"off": "off", "miss": "miss"}.get(status, f"{status}, recompiled")
+    cm.cache_status = status
+    t = time.perf_counter()
+    with LLVM_LOCK:
+        engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
+        obj_ref = llvm.ObjectFileRef.from_data(entry.object_code)
+        engine.add_object_file(obj_ref)
+        engine.finalize_object()
+        for sym in symbols:                           # every name checked above: none is missing
+            addr = engine.get_function_address(sym)
+            if not addr:
+                raise RuntimeError(f"module {name}: kernel {sym} has no address after loading")
+            cm.addresses[sym] = addr
+    cm.times["load"] = time.perf_counter() - t
+    cm._engine, cm._object = engine, obj_ref
+    return cm

@@ -1,0 +1,240 @@
+"""The runtime plan: buffers and steps, run once per call.
+
+Storage. Every value lives in the storage of its root: itself, or for an alias (a reshape) the root
+of its operand. Roots are inputs (the checked caller arrays), constants (read-only, made
+contiguous once here), per-call outputs (a fresh array, or the caller's `out=` array, written in
+place by the kernel that computes it), and intermediates. Intermediates live in a buffer set whose
+slots are shared by values with disjoint lifetimes (greedy, in step order); one set is allocated
+when the plan is made, and concurrent calls each take a set from a pool (a new one only when all
+are busy), so calls from several threads never share scratch memory.
+
+Steps. A native step calls its kernel through ctypes (which releases the GIL) with the addresses
+of its result and operands; when `threads` > 1 and the kernel has enough work, its [begin, end)
+range is split into one chunk per thread. An interpreter step evaluates the node's numpy rule and
+copies the result into the node's storage. Every array handed to a kernel has the shape the kernel
+was compiled for: inputs and `out=` arrays are checked before the first call, everything else is
+allocated here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..interp import evaluate_node
+from ..ir.graph import Graph
+from .compare import check_node
+from .jit import CompiledModule
+from .lower import Step
+
+# Below this much work (Kernel.cost x extent, roughly flops) a kernel runs on one thread: handing a
+# chunk to another thread costs tens of microseconds.
+PARALLEL_MIN_WORK = 1 << 20
+
+
+@dataclass
+class _BufferSet:
+    slots: list[np.ndarray]
+    views: dict[str, np.ndarray]          # intermediate root -> its view of a slot
+    addresses: dict[str, int]
+
+
+class Plan:
+    def __init__(self, graph: Graph, steps: list[Step], module: CompiledModule, threads: int):
+        self.graph = graph
+        self.steps = steps
+        self.module = module                  # keeps the engine (and so the code) alive
+        self.threads = threads
+        self.types = {n.name: n.type for n in graph.nodes}
+        self.root = {n.name: n.name for n in graph.nodes}
+        for s in steps:
+            if s.kind == "alias":
+                self.root[s.node.name] = self.root[s.node.operands[s.alias.operand]]
+        self.inputs = {n.name: n.attrs["name"] for n in graph.nodes if n.op == "input"}
+        self.consts: dict[str, np.ndarray] = {}
+        for n in graph.nodes:
+            if n.op == "const":
+                value = np.require(n.value, dtype=np.float32, requirements=("C", "A"))
+                if value.shape != n.type.shape:
+                    raise ValueError(f"const %{n.name} holds shape {value.shape}, typed {n.type}")
+                if value.flags.writeable:
+                    value = value.copy()
+                    value.setflags(write=False)
+                self.consts[n.name] = value
+        computed = {s.node.name for s in steps if s.kind != "alias"}
+        # outputs whose storage is made per call: the first output name of a computed root owns it
+        self.output_roots: dict[str, list[str]] = {}
+        for name, value in graph.outputs.items():
+            r = self.root[value]
+            if r in computed:
+                self.output_roots.setdefault(r, []).append(name)
+        self.intermediates = [s.node.name for s in steps
+                              if s.kind != "alias" and s.node.name not in self.output_roots]
+        self._assign_slots()
+        self._functions = {}
+        for s in steps:
+            if s.kind == "native":
+                n_ptr = 1 + len(s.node.operands) + len(s.kernel.constants)
+                proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_ptr), ctypes.c_int64, ctypes.c_int64)
+                self._functions[s.node.name] = proto(module.addresses[s.kernel.symbol])
+        self._const_addresses = {name: a.ctypes.data for name, a in self.consts.items()}
+        # a rule's compile-time arrays (packed weights, tables), kept alive with the plan
+        self._step_constants = {
+            s.node.name: [np.require(c, dtype=np.float32, requirements=("C", "A")) for c in s.kernel.constants]
+            for s in steps if s.kind == "native"
+        }
+        self._kernel_constants = {k: [c.ctypes.data for c in v] for k, v in self._step_constants.items()}
+        self._pool_lock = threading.Lock()
+        self._free: list[_BufferSet] = [self._new_buffer_set()]
+        self._buffer_sets = 1
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- memory planning -------------------------------------------------------------------------
+
+    def _assign_slots(self) -> None:
+        """Give each intermediate a slot no live value holds; slots grow to their largest tenant."""
+        order = [s for s in self.steps if s.kind != "alias"]
+        last_use: dict[str, int] = {}
+        for i, s in enumerate(order):
+            last_use.setdefault(s.node.name, i)
+            for o in s.node.operands:
+                last_use[self.root[o]] = i
+        capacity: list[int] = []
+        self.slot_of: dict[str, int] = {}
+        free: list[int] = []
+        busy: list[tuple[int, int]] = []                  # (last use, slot)
+        wanted = set(self.intermediates)
+        for i, s in enumerate(order):
+            for entry in [b for b in busy if b[0] < i]:
+                busy.remove(entry)
+                free.append(entry[1])
+            r = s.node.name
+            if r not in wanted:
+                continue
+            need = self.types[r].numel
+            fits = [j for j in free if capacity[j] >= need]
+            if fits:
+                slot = min(fits, key=lambda j: capacity[j])
+            elif free:
+                slot = max(free, key=lambda j: capacity[j])
+                capacity[slot] = need
+            else:
+                slot = len(capacity)
+                capacity.append(need)
+            if slot in free:
+                free.remove(slot)
+            self.slot_of[r] = slot
+            busy.append((last_use[r], slot))
+        self.slot_capacity = capacity
+
+    def _new_buffer_set(self) -> _BufferSet:
+        slots = [np.empty(c, np.float32) for c in self.slot_capacity]
+        views = {r: slots[j][:self.types[r].numel].reshape(self.types[r].shape) for r, j in self.slot_of.items()}
+        addresses = {r: v.ctypes.data for r, v in views.items()}
+        addresses.update(self._const_addresses)
+        return _BufferSet(slots, views, addresses)
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes of intermediate storage in one buffer set."""
+        return 4 * sum(self.slot_capacity)
+
+    @property
+    def buffer_sets(self) -> int:
+        return self._buffer_sets
+
+    def _acquire(self) -> _BufferSet:
+        with self._pool_lock:
+            if self._free:
+                return self._free.pop()
+            self._buffer_sets += 1
+        return self._new_buffer_set()
+
+    def _release(self, bufs: _BufferSet) -> None:
+        with self._pool_lock:
+            self._free.append(bufs)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self, inputs: dict[str, np.ndarray], out: dict[str, np.ndarray], compare: bool = False,
+            observe=None) -> dict[str, np.ndarray]:
+        """One call. `observe(name, array)`, if given, sees every value as the plan computed it,
+        right after its step (the array is scratch memory: copy what you keep)."""
+        bufs = self._acquire()
+        try:
+            arrays: dict[str, np.ndarray] = dict(self.consts)
+            arrays.update(bufs.views)
+            for node_name, input_name in self.inputs.items():
+                arrays[node_name] = inputs[input_name]
+            for r, names in self.output_roots.items():
+                owner = names[0]
+                arrays[r] = out[owner].reshape(self.types[r].shape) if owner in out else np.empty(self.types[r].shape, np.float32)
+            addresses = dict(bufs.addresses)
+            for r in self.output_roots:
+                addresses[r] = arrays[r].ctypes.data
+            for node_name in self.inputs:
+                addresses[node_name] = arrays[node_name].ctypes.data
+
+            def view(v: str) -> np.ndarray:
+                a = arrays[self.root[v]]
+                shape = self.types[v].shape
+                return a if a.shape == shape else a.reshape(shape)
+
+            for s in self.steps:
+                node = s.node
+                if s.kind == "native":
+                    args = [addresses[node.name]] + [addresses[self.root[o]] for o in node.operands]
+                    args += self._kernel_constants[node.name]
+                    self._call(s, args)
+                    if compare:
+                        ref = evaluate_node(node, [view(o) for o in node.operands])
+                        check_node(self.graph, node, s.kernel.symbol, view(node.name), ref)
+                elif s.kind == "interp":
+                    np.copyto(view(node.name), evaluate_node(node, [view(o) for o in node.operands]))
+                if observe is not None:
+                    observe(node.name, view(node.name))
+            return self._results(arrays, view, out)
+        finally:
+            self._release(bufs)
+
+    def _results(self, arrays, view, out) -> dict[str, np.ndarray]:
+        results = {}
+        for name, v in self.graph.outputs.items():
+            r = self.root[v]
+            if name in out and self.output_roots.get(r, [None])[0] == name:
+                results[name] = out[name]                   # written in place by its kernel
+            elif r in self.output_roots and self.output_roots[r][0] == name:
+                results[name] = view(v)                     # this call's fresh array
+            elif r in self.consts and name not in out:
+                results[name] = view(v)                     # read-only constant, no copy
+            else:                                           # an input, or a second name of a value
+                dst = out[name] if name in out else np.empty(self.types[v].shape, np.float32)
+                np.copyto(dst, view(v))
+                results[name] = dst
+        return results
+
+    def _call(self, step: Step, args: list[int]) -> None:
+        fn = self._functions[step.node.name]
+        extent = step.kernel.extent
+        parts = min(self.threads, extent)
+        if parts < 2 or step.kernel.cost * extent < PARALLEL_MIN_WORK:
+            fn(*args, 0, extent)
+            return
+        bounds = [extent * i // parts for i in range(parts + 1)]
+        pool = self._pool()
+        futures = [pool.submit(fn, *args, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+        fn(*args, bounds[0], bounds[1])
+        for f in futures:
+            f.result()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=self.threads - 1, thread_name_prefix="rlxpy-kernel")
+                weakref.finalize(self, self._executor.shutdown, wait=False)
+            return self._executor

@@ -1,0 +1,254 @@
+"""The object code cache, the generated code on show (IR, optimised IR, assembly, dump directory),
+RLXPY_DEBUG, and the target machine."""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+
+import rlxpy
+from rlxpy.codegen import cache as cache_mod
+from rlxpy.codegen.cache import cache_key, default_cache_dir
+from rlxpy.codegen.target import host
+from rlxpy.errors import RlxError
+from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights
+from test_codegen_neck import fused_neck
+
+CFG = FpnNeckConfig.for_hiera("tiny", image_size=(64, 64), interp="bilinear")
+PARAMS = synthetic_fpn_neck_weights(CFG, 2)
+INPUTS = synthetic_fpn_neck_inputs(CFG, 2)
+
+
+def compile_fused(cache, params=PARAMS, cfg=CFG, **options):
+    return rlxpy.compile(fused_neck(cfg, params), target="llvm", cache=cache, **options)
+
+
+def entries(directory: Path) -> list[Path]:
+    return sorted((directory / "llvm").glob("*.rlxobj"))
+
+
+@pytest.fixture
+def expected():
+    return rlxpy.compile(build_fpn_neck_ir(CFG), PARAMS)(**INPUTS)
+
+
+def assert_right(exe, expected):
+    out = exe(**INPUTS)
+    for name in expected:
+        assert np.abs(out[name] - expected[name]).max() <= 1e-5 * np.abs(expected[name]).max(), name
+
+
+# -- hits and misses -----------------------------------------------------------------------------
+
+
+def test_miss_then_hit(tmp_path, expected):
+    first = compile_fused(tmp_path)
+    assert first.cache_status == "miss" and "optimise" in first.compile_times
+    assert len(entries(tmp_path)) == 1
+    second = compile_fused(tmp_path)
+    assert second.cache_status == "hit"
+    assert "optimise" not in second.compile_times and "codegen" not in second.compile_times
+    assert second.llvm_ir == first.llvm_ir
+    assert second.optimized_llvm_ir == first.optimized_llvm_ir      # recomputed on demand
+    assert "object code: hit" in second.report()
+    assert_right(first, expected)
+    assert_right(second, expected)
+
+
+def test_constants_are_not_in_the_key(tmp_path, rng):
+    """Kernels take constants by pointer: other weights of the same shapes reuse the entry."""
+    compile_fused(tmp_path)
+    other = synthetic_fpn_neck_weights(CFG, 9)
+    exe = compile_fused(tmp_path, params=other)
+    assert exe.cache_status == "hit"
+    assert_right(exe, rlxpy.compile(build_fpn_neck_ir(CFG), other)(**INPUTS))
+    bigger = FpnNeckConfig.for_hiera("tiny", image_size=(64, 96), interp="bilinear")
+    assert compile_fused(tmp_path, params=synthetic_fpn_neck_weights(bigger), cfg=bigger).cache_status == "miss"
+    assert len(entries(tmp_path)) == 2
+
+
+def test_cache_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLXPY_CACHE_DIR", str(tmp_path))
+    exe = compile_fused(False)
+    assert exe.cache_status == "off" and entries(tmp_path) == []
+    assert compile_fused(True).cache_status == "miss" and len(entries(tmp_path)) == 1
+
+
+def test_default_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLXPY_CACHE_DIR", str(tmp_path / "a"))
+    assert default_cache_dir() == tmp_path / "a"
+    monkeypatch.delenv("RLXPY_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "rlxpy"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "rlxpy"
+
+
+def test_key_covers_the_toolchain_and_machine():
+    h = host()
+    base = cache_key("ir", h)
+    variants = [h.__class__(**{**h.__dict__, field: value}) for field, value in [
+        ("triple", "aarch64-unknown-linux-gnu"), ("cpu", "generic"), ("features", h.features + ",-fma"),
+        ("opt_level", 2), ("llvm_version", "0.0.0"), ("llvmlite_version", "0.0")]]
+    keys = {cache_key("ir", v) for v in variants} | {cache_key("ir2", h), base}
+    assert len(keys) == len(variants) + 2
+    assert cache_key("ir", h) == base
+
+
+# -- damaged entries -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage, status", [
+    (lambda b: b[: len(b) // 2], r"corrupt \(truncated: payload of \d+ bytes, header says \d+\), recompiled"),
+    (lambda b: b[:20], r"corrupt \(truncated header: 20 bytes\), recompiled"),
+    (lambda b: b"", r"corrupt \(truncated header: 0 bytes\), recompiled"),
+    (lambda b: b[:-100] + bytes(x ^ 0xFF for x in b[-100:]), r"corrupt \(checksum mismatch\), recompiled"),
+    (lambda b: b"ELF!" + b[4:], r"corrupt \(not an rlxpy object cache entry\), recompiled"),
+    (lambda b: b[:8] + b"\x63\x00\x00\x00" + b[12:], r"corrupt \(format 99, expected 1\), recompiled"),
+])
+def test_damaged_entries_are_recompiled(tmp_path, expected, damage, status):
+    compile_fused(tmp_path)
+    entry, = entries(tmp_path)
+    entry.write_bytes(damage(entry.read_bytes()))
+    exe = compile_fused(tmp_path)
+    assert re.fullmatch(status, exe.cache_status), exe.cache_status
+    assert_right(exe, expected)
+    assert compile_fused(tmp_path).cache_status == "hit"          # rewritten whole
+
+
+def test_an_entry_under_another_key_is_refused(tmp_path, expected):
+    compile_fused(tmp_path)
+    bigger = FpnNeckConfig.for_hiera("tiny", image_size=(64, 96), interp="bilinear")
+    other_params = synthetic_fpn_neck_weights(bigger)
+    compile_fused(tmp_path, params=other_params, cfg=bigger)
+    a, b = entries(tmp_path)
+    a.write_bytes(b.read_bytes())             # right file name, wrong contents
+    statuses = {compile_fused(tmp_path).cache_status,
+                compile_fused(tmp_path, params=other_params, cfg=bigger).cache_status}
+    assert "corrupt (entry was written for another key), recompiled" in statuses
+
+
+def test_unwritable_cache_warns_and_compiles(tmp_path, expected):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.warns(RuntimeWarning, match="cannot write the object cache under") as caught:
+        exe = compile_fused(blocker)
+    assert len(caught) == 1
+    assert exe.cache_status == "miss"
+    assert_right(exe, expected)
+
+
+def test_two_processes_compiling_at_once(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(f"""
+        import hashlib, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import rlxpy
+        from rlxpy.models.sam2 import FpnNeckConfig, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights
+        from test_codegen_neck import fused_neck
+        cfg = FpnNeckConfig.for_hiera("small", image_size=(128, 96), fuse_type="avg")
+        exe = rlxpy.compile(fused_neck(cfg, synthetic_fpn_neck_weights(cfg)), target="llvm")
+        out = exe(**synthetic_fpn_neck_inputs(cfg))
+        print(exe.cache_status, hashlib.sha256(b"".join(v.tobytes() for v in out.values())).hexdigest())
+    """))
+    env = dict(os.environ, RLXPY_CACHE_DIR=str(tmp_path / "cache"))
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env) for _ in range(3)]
+    results = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0, err
+    lines = [out.split() for out, _ in results]
+    assert {status for status, _ in lines} <= {"miss", "hit"}
+    assert len({digest for _, digest in lines}) == 1
+    assert len(entries(tmp_path / "cache")) == 1
+    assert not list((tmp_path / "cache" / "llvm").glob("*.tmp"))
+    again = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert again.stdout.split() == ["hit", lines[0][1]]
+
+
+# -- generated code on show ----------------------------------------------------------------------
+
+
+def test_ir_optimised_ir_and_assembly(tmp_path):
+    exe = compile_fused(tmp_path)
+    symbols = [s.kernel.symbol for s in exe.steps]
+    for sym in symbols:
+        assert f"define void @\"{sym}\"(" in exe.llvm_ir or f"define void @{sym}(" in exe.llvm_ir
+        assert sym in exe.optimized_llvm_ir and f"{sym}:" in exe.asm
+    assert "noalias" in exe.llvm_ir and "llvm.fmuladd.f32" in exe.llvm_ir
+    assert " x float>" in exe.optimized_llvm_ir                     # the column loops were vectorised
+    if "+fma" in host().features.split(","):
+        assert "vfmadd" in exe.asm
+
+
+def test_generated_kernel_signature_filecheck(tmp_path):
+    """FileCheck over the generated IR of one kernel: pointer attributes, the range, the clamp."""
+    b = rlxpy.GraphBuilder("fc")
+    x = b.input("x", (4, 6))
+    b.output("y", b.scale(x, factor=0.5, name="half"))
+    exe = rlxpy.codegen.compile_llvm(b.build(), cache=False)
+    checks = tmp_path / "checks.ll"
+    checks.write_text(textwrap.dedent(r"""
+        ; CHECK-LABEL: define void @"rlx_fc_1_scale_half"
+        ; CHECK-SAME: ({{ptr|float\*}} captures(none) noalias nonnull noundef %"out", {{ptr|float\*}} captures(none) noalias nonnull noundef %"in0", i64 %"begin", i64 %"end")
+        ; CHECK: icmp sgt i64 %"begin", 0
+        ; CHECK: icmp slt i64 %"end", 24
+        ; CHECK: fmul float %{{.*}}, 0x3fe0000000000000
+        ; CHECK: ret void
+    """))
+    done = subprocess.run([str(Path(sys.executable).parent / "filecheck"), str(checks)], input=exe.llvm_ir,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr + exe.llvm_ir
+
+
+def test_dump_directory(tmp_path):
+    for round_ in ("miss", "hit"):
+        d = tmp_path / f"dump-{round_}" / "nested"
+        exe = compile_fused(tmp_path / "cache", dump_dir=d)
+        assert exe.cache_status == round_
+        llvm_files = sorted(p.name for p in d.iterdir() if p.suffix in (".ll", ".s"))
+        assert llvm_files == ["fpn_neck_fused.ll", "fpn_neck_fused.opt.ll", "fpn_neck_fused.s"]
+        assert (d / "000-input.rlx").exists() and (d / "004-dce.rlx").exists()     # the passes dump there too
+        assert (d / "fpn_neck_fused.ll").read_text() == exe.llvm_ir
+        assert (d / "fpn_neck_fused.opt.ll").read_text() == exe.optimized_llvm_ir
+        assert (d / "fpn_neck_fused.s").read_text() == exe.asm
+    with pytest.raises(RlxError, match="dump directory .*: .*Not a directory"):
+        compile_fused(False, dump_dir=tmp_path / "dump-hit" / "nested" / "fpn_neck_fused.ll" / "sub")
+
+
+@pytest.mark.parametrize("level", ["0", "1", "2", "3"])
+def test_rlxpy_debug_levels(tmp_path, capfd, monkeypatch, level):
+    monkeypatch.setenv("RLXPY_DEBUG", level)
+    exe = compile_fused(tmp_path)
+    err = capfd.readouterr().err
+    if level == "0":
+        assert err == ""
+        return
+    assert "rlxpy llvm: @fpn_neck_fused: llvmlite.ir -> parse, verify -> new pass manager O3" in err
+    for s in exe.steps:
+        assert f"rlxpy llvm:   %{s.node.name} (fused_matmul) -> native: {s.kernel.symbol}" in err
+    assert "object code miss" in err
+    assert ("// -----// Optimised LLVM IR of @fpn_neck_fused //----- //" in err) == (level >= "2")
+    assert ("// -----// LLVM IR of @fpn_neck_fused //----- //" in err) == (level == "3")
+    assert ("// -----// Assembly of @fpn_neck_fused //----- //" in err) == (level == "3")
+
+
+def test_bad_debug_level(monkeypatch):
+    monkeypatch.setenv("RLXPY_DEBUG", "loud")
+    with pytest.raises(RlxError, match="RLXPY_DEBUG='loud': expected a level 0, 1, 2 or 3"):
+        compile_fused(False)
+
+
+def test_target_machine_uses_host_name_and_features():
+    h = host()
+    assert h.cpu == llvm.get_host_cpu_name()
+    assert h.features == llvm.get_host_cpu_features().flatten() and h.features
+    assert h.triple == llvm.get_process_triple() and h.opt_level == 3
+    assert cache_mod.FORMAT == 1
