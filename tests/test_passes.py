@@ -275,3 +275,14 @@ def test_bad_pipelines(pipeline, message):
     with pytest.raises(PassError) as e:
         PassManager(pipeline)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("variant, options", NECK_OPTIONS)
+def test_default_pipeline_gives_exactly_the_hand_fused_neck(variant, options):
+    """Before/Expected on the real model: the pipeline's output equals, node for node up to
+    names, the neck written by hand as four fused_matmul nodes on folded constants."""
+    from test_codegen_neck import fused_neck
+    cfg = FpnNeckConfig.for_hiera(variant, **{"image_size": (64, 64), **options})
+    params = synthetic_fpn_neck_weights(cfg, 5)
+    after, _ = run("default", bind_params(build_fpn_neck_ir(cfg), params))
+    assert_same(after, fused_neck(cfg, params))

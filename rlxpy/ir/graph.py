@@ -36,15 +36,19 @@ class Node:
         return replace(self, **changes)
 
     @cached_property
-    def digest(self) -> str | None:
-        """sha256 of a const's data (computed once per node)."""
+    def fingerprint(self) -> str | None:
+        """A cheap summary of a const's data: a hash of at most 4096 evenly spaced elements.
+        Equal data give equal fingerprints; equal fingerprints still need a full comparison."""
         if self.value is None:
             return None
-        return hashlib.sha256(np.ascontiguousarray(self.value).tobytes()).hexdigest()
+        flat = self.value.reshape(-1)
+        sample = flat[:: max(1, flat.size // 4096)]
+        return hashlib.sha256(np.ascontiguousarray(sample).tobytes()).hexdigest()
 
     def key(self) -> tuple:
-        """What makes two nodes compute the same value (for CSE): op, operands, attrs, data."""
-        return (self.op, self.operands, tuple(sorted(self.attrs.items())), self.type, self.digest)
+        """Equal for nodes that compute the same value: op, operands, attrs, type, data fingerprint
+        (so for consts, compare the data too before merging)."""
+        return (self.op, self.operands, tuple(sorted(self.attrs.items())), self.type, self.fingerprint)
 
 
 class Graph:

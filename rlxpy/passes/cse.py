@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..ir.graph import Graph
+import numpy as np
+
+from ..ir.graph import Graph, Node
 from .base import Pass, PassContext, register
 
 
@@ -17,20 +19,26 @@ class CommonSubexpressionElimination(Pass):
     summary: ClassVar[str] = "merge nodes that compute the same value"
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
-        first: dict[tuple, str] = {}
+        seen: dict[tuple, list[Node]] = {}
         rename: dict[str, str] = {}
         nodes = []
         for node in graph.nodes:
             if any(o in rename for o in node.operands):
                 node = node.with_(operands=tuple(rename.get(o, o) for o in node.operands))
             if node.op not in ("input", "param"):      # the interface is never merged
-                key = node.key()
-                if key in first:
-                    rename[node.name] = first[key]
-                    ctx.remark(node, "applied", f"same value as %{first[key]}")
+                candidates = seen.setdefault(node.key(), [])
+                same = next((c for c in candidates if _same_data(c, node)), None)
+                if same is not None:
+                    rename[node.name] = same.name
+                    ctx.remark(node, "applied", f"same value as %{same.name}")
                     continue
-                first[key] = node.name
+                candidates.append(node)
             nodes.append(node)
         if not rename:
             return graph
         return graph.with_nodes(nodes, {k: rename.get(v, v) for k, v in graph.outputs.items()})
+
+
+def _same_data(a: Node, b: Node) -> bool:
+    """Keys match; for consts the data must match too (the key holds only a fingerprint)."""
+    return a.value is None or a.value is b.value or np.array_equal(a.value, b.value)

@@ -30,8 +30,9 @@ class FoldConstants(Pass):
             if foldable and node.type.numel > self.max_elements:
                 ctx.remark(node, "missed", f"not folded: {node.type.numel} elements exceed max-elements={self.max_elements}")
             elif foldable:
-                value = np.array(evaluate_node(node, [values[o] for o in node.operands]), np.float32, order="C")
-                value.setflags(write=False)
+                value = np.ascontiguousarray(evaluate_node(node, [values[o] for o in node.operands]))
+                if value.flags.writeable:         # a fresh result; a shared read-only one stays shared
+                    value.setflags(write=False)
                 node = node.with_(op="const", operands=(), attrs={}, value=value, origin=self.name)
                 changed = True
             if node.op == "const":
