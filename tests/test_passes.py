@@ -216,10 +216,11 @@ def test_default_pipeline_leaves_one_fused_node_per_level(variant, options, rng)
     assert_meaning_kept(bound, after, rng)
 
 
+@pytest.mark.parametrize("variant, options", NECK_OPTIONS + [("tiny", {"fuse_type": "avg", "interp": "bilinear",
+                                                                     "top_down_levels": (0, 2, 3)})])
 @pytest.mark.parametrize("name", sorted(PASSES))
-def test_every_pass_keeps_the_neck_meaning(name, rng):
-    cfg = FpnNeckConfig.for_hiera("tiny", image_size=(64, 96), fuse_type="avg", interp="bilinear",
-                                  top_down_levels=(0, 2, 3))
+def test_every_pass_keeps_the_neck_meaning(name, variant, options, rng):
+    cfg = FpnNeckConfig.for_hiera(variant, **{"image_size": (64, 64), **options})
     bound = bind_params(build_fpn_neck_ir(cfg), synthetic_fpn_neck_weights(cfg, 4))
     folded = run("fold-constants", bound)[0]
     for before in (bound, folded):
