@@ -11,7 +11,7 @@ EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 
 def test_examples_exist():
     names = {p.name for p in EXAMPLES}
-    assert {"fpn_neck_from_safetensors.py", "hand_built_graph.py"} <= names
+    assert {"fpn_neck_from_safetensors.py", "hand_built_graph.py", "write_a_pass.py"} <= names
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
