@@ -60,14 +60,20 @@ def to_json(result: BenchResult | None, sweep: dict[str, list[SweepPoint]] | Non
     return json.dumps(doc, indent=2)
 
 
-def plot(result: BenchResult, path: str | Path) -> None:
-    """A horizontal bar per row (median ms) with the FMA floor as a line."""
+def pyplot():
+    """matplotlib.pyplot on a file-only backend, or a one-line error when it is not installed."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise RlxError("--plot needs matplotlib: pip install 'rlxpy[bench]'") from None
+    return plt
+
+
+def plot(result: BenchResult, path: str | Path) -> None:
+    """A horizontal bar per row (median ms) with the FMA floor as a line."""
+    plt = pyplot()
     rows = [r for r in result.rows if r.name != FLOOR_ROW]
     floor = result.peak["floor_ms"]
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4), dpi=100)

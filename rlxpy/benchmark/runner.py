@@ -124,6 +124,11 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
 
     if repeat < 1:
         raise RlxError(f"--repeat must be at least 1, got {repeat}")
+    for name in skip:
+        if name not in ROWS:
+            raise RlxError(f"--skip {name!r}: no such row; rows are {', '.join(map(repr, ROWS))}")
+    with limited_threads(threads):                        # threadpoolctl missing: say so before timing
+        pass
     params, inputs = neck_case(cfg)
     log(f"calibrating the FMA peak ({host_isa().describe()})")
     peak = calibrate()
@@ -135,7 +140,8 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
     exe = rlxpy.compile(graph, params, target="llvm", threads=threads)
     slow = [s for s in exe.steps if s.node.op == "fused_matmul" and s.rule != "nchw_microkernel"]
     if slow:
-        result.skipped["warning"] = "; ".join(f"%{s.node.name} ran rule {s.rule or s.kind}: {s.reason}" for s in slow)
+        result.skipped["warning"] = "; ".join(
+            f"%{s.node.name} ran {s.rule or s.kind} ({'; '.join(s.declined) or s.reason})" for s in slow)
     interp = rlxpy.compile(graph, params, target="interp")
     out = {f"features_{i}": aligned_empty(cfg.output_shape(i)) for i in range(cfg.num_levels)}
     runners = {
@@ -152,9 +158,7 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
         for name in ("torch NCHW", "torch channels-last"):
             result.skipped[name] = "torch is not installed"
     for name in skip:
-        if name not in runners:
-            raise RlxError(f"--skip {name!r}: no such row; rows are {', '.join(map(repr, runners))}")
-        del runners[name]
+        runners.pop(name, None)
         result.skipped[name] = "skipped (--skip)"
 
     flops = cfg.flops()
@@ -206,10 +210,10 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
     """rlxpy llvm (out=) on growing images (batch 1) and growing batches (at `base_size`)."""
     import rlxpy
 
-    peak = calibrate()
-    pool = ThreadPoolExecutor(max_workers=threads - 1) if threads > 1 else None
     series = {"image size": [FpnNeckConfig.for_hiera(variant, (s, s), 1, **options) for s in sizes],
               "batch": [FpnNeckConfig.for_hiera(variant, base_size, b, **options) for b in batches]}
+    peak = calibrate()
+    pool = ThreadPoolExecutor(max_workers=threads - 1) if threads > 1 else None
     results: dict[str, list[SweepPoint]] = {}
     try:
         for label, cfgs in series.items():

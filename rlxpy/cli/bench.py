@@ -30,8 +30,10 @@ def add_parser(sub) -> None:
     p.add_argument("--skip", default="", metavar="ROW[,ROW]",
                    help="rows not to run, e.g. 'rlxpy interp,numpy naive'")
     p.add_argument("--sweep", action="store_true",
-                   help="instead: rlxpy llvm at images 512, 1024, 2048 (batch 1) and batch 1, 2, 4 "
-                        "(at --image-size), with the ratio of each time to linear growth")
+                   help="instead: rlxpy llvm on growing images (batch 1) and growing batches (at "
+                        "--image-size), with the ratio of each time to linear growth")
+    p.add_argument("--sweep-sizes", default="512,1024,2048", metavar="LIST", help="square image sides of --sweep")
+    p.add_argument("--sweep-batches", default="1,2,4", metavar="LIST", help="batches of --sweep")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the table as a bar chart (needs matplotlib)")
     p.set_defaults(run=run)
@@ -39,6 +41,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..benchmark import plot, run_bench, run_sweep, sweep_table, table, to_json
+    from ..benchmark.report import pyplot
     from ..codegen.backend import available_cores
 
     threads = available_cores() if args.threads is None else args.threads
@@ -54,10 +57,19 @@ def run(args) -> int:
     cfg = FpnNeckConfig.for_hiera(args.config, image_size=size, batch=args.batch, **options)
     log = (lambda s: None) if args.json else (lambda s: print(f"rlxpy bench: {s}", file=sys.stderr, flush=True))
     if args.sweep:
-        sweep = run_sweep(args.config, size, threads, args.repeat, options, log=log)
+        sizes = parse_int_list(args.sweep_sizes, "--sweep-sizes")
+        batches = parse_int_list(args.sweep_batches, "--sweep-batches")
+        if len(sizes) < 2 or len(batches) < 2:
+            raise RlxError("--sweep-sizes and --sweep-batches need at least two values each")
+        for b in batches:
+            if b < 1:
+                raise RlxError(f"--sweep-batches: batch {b} is not positive")
+        sweep = run_sweep(args.config, size, threads, args.repeat, options, sizes=sizes, batches=batches, log=log)
         print(to_json(None, sweep) if args.json else sweep_table(sweep))
         return 0
     skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
+    if args.plot:
+        pyplot()                                      # missing matplotlib: say so before timing
     result = run_bench(cfg, threads, args.repeat, skip=skip, log=log)
     if args.plot:
         plot(result, args.plot)
