@@ -23,8 +23,8 @@ import llvmlite.ir as ir
 from .emit import F32, Int, KernelBuilder
 from .isa import host_isa
 from .lower_upsample import sample_upsampled
-from .microkernel import (TileShape, bias_vectors, choose_tile, pack_pixels, pack_weights, panel_floats,
-                          register_tile, tile_count)
+from .microkernel import (TileShape, bias_vectors, choose_tile, loop_iterations, pack_pixels, pack_weights,
+                          panel_floats, register_tile, tile_count)
 from .registry import Kernel, Unsupported, lowering
 from .simd import constant_vector, prefetch, shuffle, splat, vload, vstore
 
@@ -126,9 +126,9 @@ def emit(k: KernelBuilder, w, shape: TileShape, *, prefetch_next: bool = True, s
                     pack(False)
         up = _vector_upsampler(k, mode, coarse, p0, width_px, hc, wc, shape) if vector_epilogue else None
 
-        def block(channel0: Int, nrows: int, weights_at: Int) -> None:
+        def block(channel0: Int, nrows: int, weights_at: Int, fetch=None) -> None:
             init = bias_vectors(k, bias, channel0, nrows, shape)
-            acc = register_tile(k, wpack, weights_at, panel, kdim, shape, nrows, init)
+            acc = register_tile(k, wpack, weights_at, panel, kdim, shape, nrows, init, fetch)
 
             def vector_store() -> None:
                 stores = []
@@ -182,18 +182,25 @@ def emit(k: KernelBuilder, w, shape: TileShape, *, prefetch_next: bool = True, s
                     with otherwise:
                         scalar_store()
 
-        # the next tile's input rows (tw * K floats from the next pixel on), fetched a slice per
-        # channel block so they are in cache when the next pack reads them
-        last_line = batch * hw * kdim - 1
+        # The next tile's input rows (tw * K floats from the next pixel on) are prefetched while
+        # this tile computes, a slice per channel panel, one line per k iteration (a burst of
+        # prefetches would take the fill buffers the streaming stores need), so they are in cache
+        # when the next pack reads them.
+        last = batch * hw * kdim - 1
         next_rows = k.mul(k.add(k.add(x_img, p0), tw), kdim)
         lines = -(-tw * kdim // 16)
         per_block = -(-lines // max(full_blocks, 1))
+        spread = prefetch_next and per_block <= loop_iterations(kdim)
         if full_blocks:
             with k.loop(0, full_blocks, name="blk") as blk:
-                for i in range(per_block if prefetch_next else 0):
-                    at = k.add(next_rows, k.mul(k.add(k.mul(blk, per_block), i), 16))
-                    prefetch(k, x, k.min(at, last_line))
-                block(k.mul(blk, rows), rows, k.mul(blk, kdim * rows))
+                first_line = k.add(next_rows, k.mul(k.mul(blk, per_block), 16))
+                for i in range(per_block if prefetch_next and not spread else 0):
+                    prefetch(k, x, k.min(k.add(first_line, 16 * i), last))
+
+                def fetch(i: ir.Value) -> None:
+                    line = k.b.select(k.b.icmp_unsigned("<", i, k.i64(per_block)), i, k.i64(0))
+                    prefetch(k, x, k.min(k.add(first_line, k.mul(line, 16)), last))
+                block(k.mul(blk, rows), rows, k.mul(blk, kdim * rows), fetch if spread else None)
         if rest:
             block(full_blocks * rows, rest, full_blocks * kdim * rows)
     return k.finish(cost=2 * kdim * n * tw)

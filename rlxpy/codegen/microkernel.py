@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import llvmlite.ir as ir
 import numpy as np
@@ -102,9 +103,11 @@ def pack_pixels(k: KernelBuilder, x: ir.Value, row_offsets: list[Int], kdim: int
 
 
 def register_tile(k: KernelBuilder, weights: ir.Value, weights_at: Int, panel: ir.Value, kdim: int,
-                  shape: TileShape, rows: int, init: list[list[ir.Value]]) -> list[list[ir.Value]]:
+                  shape: TileShape, rows: int, init: list[list[ir.Value]],
+                  each_iteration: Callable[[ir.Value], None] | None = None) -> list[list[ir.Value]]:
     """acc[r][v] = init[r][v] + sum_k weights[weights_at + k*rows + r] * panel[k][v*lanes : +lanes],
-    summed in k order with one FMA per step; `rows` <= shape.rows (a remainder tile)."""
+    summed in k order with one FMA per step; `rows` <= shape.rows (a remainder tile).
+    `each_iteration(i)` emits extra work (a prefetch) into iteration i of the unrolled k loop."""
     lanes, vecs, width = shape.lanes, shape.vecs, shape.width
     align = lanes * 4
 
@@ -118,6 +121,8 @@ def register_tile(k: KernelBuilder, weights: ir.Value, weights_at: Int, panel: i
         return out
 
     def unrolled(i: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
+        if each_iteration is not None:
+            each_iteration(i)
         for u in range(UNROLL):
             acc = step(k.add(k.mul(i, UNROLL), u), acc)
         return acc
@@ -127,6 +132,11 @@ def register_tile(k: KernelBuilder, weights: ir.Value, weights_at: Int, panel: i
     for kk in range(kdim - kdim % UNROLL, kdim):
         flat = step(kk, flat)
     return [flat[r * vecs:(r + 1) * vecs] for r in range(rows)]
+
+
+def loop_iterations(kdim: int) -> int:
+    """Iterations of register_tile's unrolled k loop."""
+    return kdim // UNROLL
 
 
 def panel_floats(kdim: int, shape: TileShape) -> int:
