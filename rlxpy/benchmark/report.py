@@ -39,13 +39,14 @@ def table(result: BenchResult) -> str:
 
 
 def sweep_table(results: dict[str, list[SweepPoint]]) -> str:
-    lines = ["rlxpy llvm (out=): time against work (linear = 1.00: time / (first time x work ratio))"]
+    lines = ["rlxpy llvm (out=): time against work; linear = 1.00 (time / (earlier time x work ratio)) "
+             "against the first point and the previous one"]
     for label, points in results.items():
         lines.append(f"  by {label}:")
         for p in points:
             h, w = p.image_size
             lines.append(f"    image {h:>4}x{w:<4} batch {p.batch}  {p.gflop:7.2f} GFLOP  {p.median_ms:9.2f} ms  "
-                         f"linear ratio {p.linear_ratio:5.2f}  x floor {p.x_floor:5.2f}")
+                         f"linear ratio {p.linear_ratio:5.2f} (step {p.step_ratio:5.2f})  x floor {p.x_floor:5.2f}")
     return "\n".join(lines)
 
 
@@ -55,7 +56,8 @@ def to_json(result: BenchResult | None, sweep: dict[str, list[SweepPoint]] | Non
         doc["bench"] = result.to_json()
     if sweep is not None:
         doc["sweep"] = {label: [dict(image_size=list(p.image_size), batch=p.batch, gflop=p.gflop,
-                                     median_ms=p.median_ms, linear_ratio=p.linear_ratio, x_floor=p.x_floor)
+                                     median_ms=p.median_ms, linear_ratio=p.linear_ratio, step_ratio=p.step_ratio,
+                                     x_floor=p.x_floor)
                                 for p in points] for label, points in sweep.items()}
     return json.dumps(doc, indent=2)
 

@@ -1,7 +1,11 @@
 """Timing: every formulation of the neck interleaved in one process, medians of repeats.
 
-After one warm-up call each, every repeat times each row once, in turn, so slow drifts of a shared
-machine (other jobs, clock changes) hit every row alike. numpy's BLAS (and so the interpreter) and
+Every repeat runs each row in turn, back to back, so slow drifts of a shared machine (other jobs,
+clock changes) hit every row alike; each row is called twice and only the second call is timed.
+The untimed call absorbs what the previous row left behind: on the VMs this was measured on, cores
+that were idle for ~0.1 s run the next ~10 ms slowly (a neck call after a 0.3 s sleep took 1.7x as
+long), and numpy's and torch's worker threads spin for a while after a call. The FMA floor runs
+right after rlxpy, whose pool threads sleep between calls. numpy's BLAS (and so the interpreter) and
 torch are limited to the same number of threads as rlxpy (threadpoolctl, torch.set_num_threads);
 the FMA calibration runs the neck's flop count split over that many threads at once, so its time
 is the FMA floor of this run.
@@ -173,12 +177,18 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
                 errors[name] = _scaled_error(fn(), reference)
             peak.run(flops, threads, pool)
             log(f"timing {len(runners) + 1} rows x {repeat} repeats, interleaved")
+            order = list(runners)
+            order.insert(1, FLOOR_ROW)
             for _ in range(repeat):
-                for name, fn in runners.items():
+                for name in order:
+                    if name == FLOOR_ROW:
+                        peak.run(flops, threads, pool)
+                        times[name].append(peak.run(flops, threads, pool))
+                        continue
+                    runners[name]()                           # untimed: settles the cores
                     t = time.perf_counter()
-                    fn()
+                    runners[name]()
                     times[name].append(time.perf_counter() - t)
-                times[FLOOR_ROW].append(peak.run(flops, threads, pool))
     finally:
         if pool is not None:
             pool.shutdown()
@@ -201,7 +211,8 @@ class SweepPoint:
     batch: int
     gflop: float
     median_ms: float
-    linear_ratio: float            # time / (base time x work ratio): 1.0 is exactly linear
+    linear_ratio: float            # time / (first point's time x work ratio): 1.0 is exactly linear
+    step_ratio: float              # the same against the previous point
     x_floor: float
 
 
@@ -225,15 +236,18 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
                 out = {f"features_{i}": aligned_empty(cfg.output_shape(i)) for i in range(cfg.num_levels)}
                 exe.run(inputs, out=out)
                 ts, floors = [], []
-                for _ in range(repeat):
+                for _ in range(repeat):                   # each timed call after an untimed one
+                    exe.run(inputs, out=out)
                     t = time.perf_counter()
                     exe.run(inputs, out=out)
                     ts.append(time.perf_counter() - t)
+                    peak.run(cfg.flops(), threads, pool)
                     floors.append(peak.run(cfg.flops(), threads, pool))
                 med = statistics.median(ts)
-                base = points[0] if points else None
-                ratio = 1.0 if base is None else med * 1e3 / (base.median_ms * cfg.flops() / 1e9 / base.gflop)
-                points.append(SweepPoint(cfg.image_size, cfg.batch, cfg.flops() / 1e9, med * 1e3, ratio,
+                def ratio(base: SweepPoint | None) -> float:
+                    return 1.0 if base is None else med * 1e3 / (base.median_ms * cfg.flops() / 1e9 / base.gflop)
+                points.append(SweepPoint(cfg.image_size, cfg.batch, cfg.flops() / 1e9, med * 1e3,
+                                         ratio(points[0] if points else None), ratio(points[-1] if points else None),
                                          med / statistics.median(floors)))
                 del exe, out, inputs
             results[label] = points
