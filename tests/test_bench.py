@@ -55,11 +55,12 @@ def test_json(capsys):
     assert "warning" not in doc["skipped"]                  # every level on the fast rule
 
 
-def test_table_and_plot(capsys, tmp_path):
+def test_table_plot_and_saved_json(capsys, tmp_path):
     pytest.importorskip("matplotlib")
-    png = tmp_path / "bench.png"
-    code, out, err = run(capsys, *TINY, "--skip", "rlxpy interp,numpy naive", "--plot", str(png))
+    png, saved = tmp_path / "bench.png", tmp_path / "bench.json"
+    code, out, err = run(capsys, *TINY, "--skip", "rlxpy interp,numpy naive", "--plot", str(png), "--save", str(saved))
     assert code == 0, err
+    assert {r["name"] for r in json.loads(saved.read_text())["bench"]["rows"]} >= {"rlxpy llvm (out=)", "numpy best"}
     assert out.startswith("SAM 2 FPN neck, hiera-tiny, image 64x64, batch 1")
     assert "rlxpy llvm (out=)" in out and "FMA floor (llvmlite calibration)" in out
     assert "(rlxpy interp: skipped (--skip))" in out
@@ -84,6 +85,8 @@ def test_sweep_json(capsys):
     (["--image-size", "50"], "image_size must be (height, width) with sides positive multiples of 32"),
     (["--sweep", "--sweep-sizes", "64"], "--sweep-sizes and --sweep-batches need at least two values each"),
     (["--sweep", "--plot", "x.png"], "--plot draws the comparison table; it does not apply to --sweep"),
+    (["--repeat", "1", "--skip", "rlxpy interp,numpy naive", "--save", "/nonexistent/dir/x.json"],
+     "--save /nonexistent/dir/x.json: No such file or directory"),
 ])
 def test_bad_options_are_one_line(capsys, args, message):
     code, out, err = run(capsys, "--config", "tiny", "--image-size", "64", *args)

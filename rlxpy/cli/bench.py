@@ -35,6 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--sweep-sizes", default="512,1024,2048", metavar="LIST", help="square image sides of --sweep")
     p.add_argument("--sweep-batches", default="1,2,4", metavar="LIST", help="batches of --sweep")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--save", metavar="FILE.json", help="also write the JSON to this file")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the table as a bar chart (needs matplotlib)")
     p.set_defaults(run=run)
 
@@ -55,6 +56,7 @@ def run(args) -> int:
                    top_down_levels=parse_int_list(args.top_down_levels, "--top-down-levels"))
     size = parse_image_size(args.image_size)
     cfg = FpnNeckConfig.for_hiera(args.config, image_size=size, batch=args.batch, **options)
+    save = _open_save(args.save)
     log = (lambda s: None) if args.json else (lambda s: print(f"rlxpy bench: {s}", file=sys.stderr, flush=True))
     if args.sweep:
         sizes = parse_int_list(args.sweep_sizes, "--sweep-sizes")
@@ -65,6 +67,7 @@ def run(args) -> int:
             if b < 1:
                 raise RlxError(f"--sweep-batches: batch {b} is not positive")
         sweep = run_sweep(args.config, size, threads, args.repeat, options, sizes=sizes, batches=batches, log=log)
+        _save(save, to_json(None, sweep))
         print(to_json(None, sweep) if args.json else sweep_table(sweep))
         return 0
     skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
@@ -73,5 +76,22 @@ def run(args) -> int:
     result = run_bench(cfg, threads, args.repeat, skip=skip, log=log)
     if args.plot:
         plot(result, args.plot)
+    _save(save, to_json(result, None))
     print(to_json(result, None) if args.json else table(result))
     return 0
+
+
+def _open_save(path: str | None):
+    """The --save file, opened before any timing so a bad path fails at once."""
+    if path is None:
+        return None
+    try:
+        return open(path, "w")
+    except OSError as e:
+        raise RlxError(f"--save {path}: {e.strerror or e}") from None
+
+
+def _save(f, text: str) -> None:
+    if f is not None:
+        with f:
+            f.write(text + "\n")
