@@ -11,9 +11,11 @@ The parallel loop runs over tiles of `width` consecutive pixels of one image (B 
 width) of them). For each tile: its pixels are packed into a [K][width] panel, then every panel of
 channels runs the register tile over it (see `microkernel`), whose accumulators start from the
 bias; the epilogue adds the upsampled coarse operand, applies the factor and stores each channel's
-vectors straight into its NCHW plane. A tile that is not full (the last of an image) or whose
-vectors are not each within one image row (width W not a multiple of the vector) takes the scalar
-epilogue: it spills the tile and walks its valid pixels one by one.
+vectors straight into its NCHW plane: with streaming (non-temporal) stores when the output is
+large and aligned, since nothing reads it soon. While a tile computes, the next tile's input rows
+are prefetched, one cache line per k iteration. A tile that is not full (the last of an image) or
+whose vectors are not each within one image row (width W not a multiple of the vector) takes the
+scalar epilogue: it spills the tile and walks its valid pixels one by one.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from .registry import Kernel, Unsupported, lowering
 from .simd import constant_vector, prefetch, shuffle, splat, vload, vstore
 
 NHWC_TO_NCHW = (0, 3, 1, 2)
-# The pixel panel lives on the kernel's stack; beyond this the generic rule runs (a thread's stack
-# is 8 MiB by default, and a panel this large no longer fits in L2 anyway).
-MAX_PANEL_BYTES = 1 << 20
+# The pixel panel lives on the kernel's stack; beyond this the generic rule runs. The SAM 2 necks
+# need at most 288 KiB (K = 1152); the limit stays far below a thread's stack (8 MiB with glibc,
+# 1 MiB or less elsewhere), and a panel this large no longer fits in L2 anyway.
+MAX_PANEL_BYTES = 512 << 10
 # Outputs at least this large bypass the caches (see `emit`); smaller ones stay in L2 for whoever
 # reads them next.
 STREAMING_MIN_BYTES = 2 << 20
@@ -59,15 +62,13 @@ def check(k: KernelBuilder, shape: TileShape):
 
 
 @lowering("fused_matmul", priority=10, name="nchw_microkernel")
-def fused_matmul_nchw(k: KernelBuilder, shape: TileShape | None = None) -> Kernel:
-    isa = host_isa()
-    n = k.in_types[1].shape[-1]
-    shape = shape or choose_tile(isa, n)
+def fused_matmul_nchw(k: KernelBuilder) -> Kernel:
+    shape = choose_tile(host_isa(), k.in_types[1].shape[-1])
     w = check(k, shape)
     return emit(k, w, shape)
 
 
-def emit(k: KernelBuilder, w, shape: TileShape, *, prefetch_next: bool = True, streaming: bool = True) -> Kernel:
+def emit(k: KernelBuilder, w, shape: TileShape) -> Kernel:
     attrs = k.attrs
     batch, height, width_px, kdim = k.in_types[0].shape
     n = k.in_types[1].shape[-1]
@@ -96,7 +97,7 @@ def emit(k: KernelBuilder, w, shape: TileShape, *, prefetch_next: bool = True, s
     # panels); they need every vector aligned to its size, which holds when the output array is
     # and each plane starts on a vector boundary: the array's address is checked on every call.
     aligned = None
-    if streaming and hw % lanes == 0 and 4 * k.out_type.numel >= STREAMING_MIN_BYTES:
+    if hw % lanes == 0 and 4 * k.out_type.numel >= STREAMING_MIN_BYTES:
         address = b.ptrtoint(k.out, ir.IntType(64))
         aligned = b.icmp_unsigned("==", b.and_(address, k.i64(lanes * 4 - 1)), k.i64(0))
 
@@ -190,11 +191,11 @@ def emit(k: KernelBuilder, w, shape: TileShape, *, prefetch_next: bool = True, s
         next_rows = k.mul(k.add(k.add(x_img, p0), tw), kdim)
         lines = -(-tw * kdim // 16)
         per_block = -(-lines // max(full_blocks, 1))
-        spread = prefetch_next and per_block <= loop_iterations(kdim)
+        spread = per_block <= loop_iterations(kdim)
         if full_blocks:
             with k.loop(0, full_blocks, name="blk") as blk:
                 first_line = k.add(next_rows, k.mul(k.mul(blk, per_block), 16))
-                for i in range(per_block if prefetch_next and not spread else 0):
+                for i in range(0 if spread else per_block):
                     prefetch(k, x, k.min(k.add(first_line, 16 * i), last))
 
                 def fetch(i: ir.Value) -> None:
