@@ -1,11 +1,11 @@
 """Timing: every formulation of the neck interleaved in one process, medians of repeats.
 
 Every repeat runs each row in turn, back to back, so slow drifts of a shared machine (other jobs,
-clock changes) hit every row alike; each row is called twice and only the second call is timed.
-The untimed call absorbs what the previous row left behind: on the VMs this was measured on, cores
-that were idle for ~0.1 s run the next ~10 ms slowly (a neck call after a 0.3 s sleep took 1.7x as
-long), and numpy's and torch's worker threads spin for a while after a call. The FMA floor runs
-right after rlxpy, whose pool threads sleep between calls. numpy's BLAS (and so the interpreter) and
+clock changes) hit every row alike. Each row is first called, untimed, for WARM_SECONDS (at least
+once), then timed once. That absorbs what the previous row left behind: OpenBLAS's worker threads
+keep spinning for ~0.1 s after a call (a 2-thread kernel started right after numpy ran at half
+speed), OpenMP's do for a shorter while, and on the VMs this was measured on, cores that were idle
+for ~0.1 s run the next ~10 ms slowly (a neck call after a 0.3 s sleep took 1.7x as long). numpy's BLAS (and so the interpreter) and
 torch are limited to the same number of threads as rlxpy (threadpoolctl, torch.set_num_threads);
 the FMA calibration runs the neck's flop count split over that many threads at once, so its time
 is the FMA floor of this run.
@@ -33,6 +33,8 @@ from .peak import FmaPeak, calibrate
 ROWS = ("rlxpy llvm (out=)", "rlxpy llvm (fresh)", "rlxpy interp", "numpy naive", "numpy best",
         "torch NCHW", "torch channels-last")
 FLOOR_ROW = "FMA floor (llvmlite calibration)"
+# Untimed calls of a row before its timed one (see the module docstring).
+WARM_SECONDS = 0.2
 
 
 @dataclass
@@ -107,6 +109,17 @@ def limited_threads(threads: int):
         yield
 
 
+def settled_time(fn) -> float:
+    """Seconds of one call of `fn`, timed after untimed calls of it for WARM_SECONDS (at least one)."""
+    start = time.perf_counter()
+    fn()
+    while time.perf_counter() - start < WARM_SECONDS:
+        fn()
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def neck_case(cfg: FpnNeckConfig, seed: int = 0):
     return synthetic_fpn_neck_weights(cfg, seed), synthetic_fpn_neck_inputs(cfg, seed)
 
@@ -179,16 +192,11 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
             log(f"timing {len(runners) + 1} rows x {repeat} repeats, interleaved")
             order = list(runners)
             order.insert(1, FLOOR_ROW)
+            calls = dict(runners)
+            calls[FLOOR_ROW] = lambda: peak.run(flops, threads, pool)
             for _ in range(repeat):
                 for name in order:
-                    if name == FLOOR_ROW:
-                        peak.run(flops, threads, pool)
-                        times[name].append(peak.run(flops, threads, pool))
-                        continue
-                    runners[name]()                           # untimed: settles the cores
-                    t = time.perf_counter()
-                    runners[name]()
-                    times[name].append(time.perf_counter() - t)
+                    times[name].append(settled_time(calls[name]))
     finally:
         if pool is not None:
             pool.shutdown()
@@ -236,14 +244,11 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
                 out = {f"features_{i}": aligned_empty(cfg.output_shape(i)) for i in range(cfg.num_levels)}
                 exe.run(inputs, out=out)
                 ts, floors = [], []
-                for _ in range(repeat):                   # each timed call after an untimed one
-                    exe.run(inputs, out=out)
-                    t = time.perf_counter()
-                    exe.run(inputs, out=out)
-                    ts.append(time.perf_counter() - t)
-                    peak.run(cfg.flops(), threads, pool)
-                    floors.append(peak.run(cfg.flops(), threads, pool))
+                for _ in range(repeat):
+                    ts.append(settled_time(lambda: exe.run(inputs, out=out)))
+                    floors.append(settled_time(lambda: peak.run(cfg.flops(), threads, pool)))
                 med = statistics.median(ts)
+
                 def ratio(base: SweepPoint | None) -> float:
                     return 1.0 if base is None else med * 1e3 / (base.median_ms * cfg.flops() / 1e9 / base.gflop)
                 points.append(SweepPoint(cfg.image_size, cfg.batch, cfg.flops() / 1e9, med * 1e3,

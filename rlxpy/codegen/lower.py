@@ -14,7 +14,8 @@ import llvmlite.ir as ir
 from ..errors import CodegenError
 from ..ir.graph import Graph, Node
 from ..ir.verify import where
-from . import lower_elementwise, lower_matmul, lower_matmul_nchw, lower_pos, lower_upsample  # noqa: F401  (register rules)
+from . import (lower_elementwise, lower_matmul, lower_matmul_channels_last, lower_matmul_nchw,  # noqa: F401
+               lower_pos, lower_upsample)  # (imported to register their rules)
 from .emit import KernelBuilder
 from .registry import Alias, Kernel, Unsupported, rules_for
 from .target import host, target_machine

@@ -129,7 +129,11 @@ def emit(k: KernelBuilder, w, shape: TileShape) -> Kernel:
 
         def block(channel0: Int, nrows: int, weights_at: Int, fetch=None) -> None:
             init = bias_vectors(k, bias, channel0, nrows, shape)
-            acc = register_tile(k, wpack, weights_at, panel, kdim, shape, nrows, init, fetch)
+            acc = register_tile(
+                k, kdim, shape, nrows, init,
+                scalar=lambda kk, r: k.load(wpack, k.add(weights_at, k.add(k.mul(kk, nrows), r))),
+                vector=lambda kk, v: vload(k, panel, k.add(k.mul(kk, tw), v * lanes), lanes, align=lanes * 4),
+                each_iteration=fetch)
 
             def vector_store() -> None:
                 stores = []

@@ -102,20 +102,20 @@ def pack_pixels(k: KernelBuilder, x: ir.Value, row_offsets: list[Int], kdim: int
         vstore(k, v, panel, kk * width + column, align=align)
 
 
-def register_tile(k: KernelBuilder, weights: ir.Value, weights_at: Int, panel: ir.Value, kdim: int,
-                  shape: TileShape, rows: int, init: list[list[ir.Value]],
+def register_tile(k: KernelBuilder, kdim: int, shape: TileShape, rows: int, init: list[list[ir.Value]],
+                  scalar: Callable[[Int, int], ir.Value], vector: Callable[[Int, int], ir.Value],
                   each_iteration: Callable[[ir.Value], None] | None = None) -> list[list[ir.Value]]:
-    """acc[r][v] = init[r][v] + sum_k weights[weights_at + k*rows + r] * panel[k][v*lanes : +lanes],
-    summed in k order with one FMA per step; `rows` <= shape.rows (a remainder tile).
-    `each_iteration(i)` emits extra work (a prefetch) into iteration i of the unrolled k loop."""
-    lanes, vecs, width = shape.lanes, shape.vecs, shape.width
-    align = lanes * 4
+    """acc[r][v] = init[r][v] + sum over k < kdim of scalar(k, r) * vector(k, v), summed in k order
+    with one FMA per step; `rows` <= shape.rows (a remainder tile). `scalar(k, r)` loads the float
+    broadcast to row r, `vector(k, v)` the v-th vector of `lanes` columns. `each_iteration(i)`
+    emits extra work (a prefetch) into iteration i of the unrolled k loop."""
+    lanes, vecs = shape.lanes, shape.vecs
 
     def step(kk: Int, acc: list[ir.Value]) -> list[ir.Value]:
-        xs = [vload(k, panel, k.add(k.mul(kk, width), v * lanes), lanes, align=align) for v in range(vecs)]
+        xs = [vector(kk, v) for v in range(vecs)]
         out = list(acc)
         for r in range(rows):
-            w = splat(k, k.load(weights, k.add(weights_at, k.add(k.mul(kk, rows), r))), lanes)
+            w = splat(k, scalar(kk, r), lanes)
             for v in range(vecs):
                 out[r * vecs + v] = fma(k, w, xs[v], acc[r * vecs + v])
         return out
