@@ -13,6 +13,7 @@ is the FMA floor of this run.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -244,9 +245,11 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
                 out = {f"features_{i}": aligned_empty(cfg.output_shape(i)) for i in range(cfg.num_levels)}
                 exe.run(inputs, out=out)
                 ts, floors = [], []
+                call = functools.partial(exe.run, inputs, out=out)
+                floor = functools.partial(peak.run, cfg.flops(), threads, pool)
                 for _ in range(repeat):
-                    ts.append(settled_time(lambda: exe.run(inputs, out=out)))
-                    floors.append(settled_time(lambda: peak.run(cfg.flops(), threads, pool)))
+                    ts.append(settled_time(call))
+                    floors.append(settled_time(floor))
                 med = statistics.median(ts)
 
                 def ratio(base: SweepPoint | None) -> float:
@@ -254,7 +257,7 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
                 points.append(SweepPoint(cfg.image_size, cfg.batch, cfg.flops() / 1e9, med * 1e3,
                                          ratio(points[0] if points else None), ratio(points[-1] if points else None),
                                          med / statistics.median(floors)))
-                del exe, out, inputs
+                del exe, out, inputs, call              # free this size before the next
             results[label] = points
     finally:
         if pool is not None:

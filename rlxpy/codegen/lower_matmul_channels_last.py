@@ -66,7 +66,6 @@ def emit(k: KernelBuilder, w: np.ndarray, shape: TileShape) -> Kernel:
     chunk = rows * CHUNK_BLOCKS
     chunks = math.ceil(rows_total / chunk)
     leftover = rows_total % rows                      # rows of the very last, partial register tile
-    panels = math.ceil(n / width)
     factor = float(attrs.get("factor", 1.0))
 
     packed = pack_columns(w.reshape(kdim, n), width)
