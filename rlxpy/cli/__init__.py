@@ -12,9 +12,9 @@ import os
 import sys
 
 from ..errors import RlxError
-from . import difftest, fpn_neck, graph, opt
+from . import bench, difftest, fpn_neck, graph, opt
 
-COMMANDS = [fpn_neck, opt, graph, difftest]
+COMMANDS = [fpn_neck, opt, graph, difftest, bench]
 
 
 class UsageError(RlxError):

@@ -97,4 +97,6 @@ class LLVMExecutable(Executable):
             else:
                 what = s.reason
             lines.append(f"  %{s.node.name:<{name_w}} {s.node.op:<{op_w}}  {s.kind:<6}  {what}")
+            for why in s.declined if s.kind != "interp" else ():
+                lines.append(f"  {'':<{name_w + 1}} {'':<{op_w}}  {'':<6}  declined by {why}")
         return "\n".join(lines)

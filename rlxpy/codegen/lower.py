@@ -14,7 +14,8 @@ import llvmlite.ir as ir
 from ..errors import CodegenError
 from ..ir.graph import Graph, Node
 from ..ir.verify import where
-from . import lower_elementwise, lower_matmul, lower_pos, lower_upsample  # noqa: F401  (register rules)
+from . import (lower_elementwise, lower_matmul, lower_matmul_channels_last, lower_matmul_nchw,  # noqa: F401
+               lower_pos, lower_upsample)  # (imported to register their rules)
 from .emit import KernelBuilder
 from .registry import Alias, Kernel, Unsupported, rules_for
 from .target import host, target_machine
@@ -30,6 +31,7 @@ class Step:
     alias: Alias | None = None
     rule: str = ""
     reason: str = ""               # why it runs on the interpreter
+    declined: tuple[str, ...] = () # "rule: why" of each higher-priority rule that declined
 
 
 @dataclass
@@ -82,11 +84,11 @@ def _lower_node(module: ir.Module, graph: Graph, index: int, node: Node) -> Step
             declined.append(f"{rule.name}: {e}")
             continue
         if isinstance(result, Alias):
-            return Step(node, "alias", alias=result, rule=rule.name)
+            return Step(node, "alias", alias=result, rule=rule.name, declined=tuple(declined))
         if not isinstance(result, Kernel) or k.fn is None:
             raise TypeError(f"lowering rule {rule.name} for {where(node)} returned {result!r}, "
                             f"not the Kernel it defined or an Alias")
-        return Step(node, "native", kernel=result, rule=rule.name)
+        return Step(node, "native", kernel=result, rule=rule.name, declined=tuple(declined))
     return Step(node, "interp", reason="every rule declined (" + "; ".join(declined) + ")")
 
 

@@ -32,6 +32,18 @@ from .compare import check_node
 from .jit import CompiledModule
 from .lower import Step
 
+# Fresh outputs start on a cache line, so kernels may write them with aligned streaming stores.
+ALIGNMENT = 64
+
+
+def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised float32 array whose data starts on an ALIGNMENT-byte boundary."""
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(n + ALIGNMENT // 4, np.float32)
+    skip = (-raw.ctypes.data % ALIGNMENT) // 4
+    return raw[skip:skip + n].reshape(shape)
+
+
 # Below this much work (Kernel.cost x extent, roughly flops) a kernel runs on one thread: handing a
 # chunk to another thread costs tens of microseconds.
 PARALLEL_MIN_WORK = 1 << 20
@@ -173,7 +185,7 @@ class Plan:
                 arrays[node_name] = inputs[input_name]
             for r, names in self.output_roots.items():
                 owner = names[0]
-                arrays[r] = out[owner].reshape(self.types[r].shape) if owner in out else np.empty(self.types[r].shape, np.float32)
+                arrays[r] = out[owner].reshape(self.types[r].shape) if owner in out else aligned_empty(self.types[r].shape)
             addresses = dict(bufs.addresses)
             for r in self.output_roots:
                 addresses[r] = arrays[r].ctypes.data
