@@ -8,9 +8,9 @@ RLXPY_TRACEBACK=1 to see one anyway).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from ..config import traceback_wanted
 from ..errors import RlxError
 from . import bench, difftest, fpn_neck, graph, opt
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         prog = f"rlxpy {args.command}"
         return int(args.run(args) or 0)
     except (RlxError, OSError) as e:
-        if os.environ.get("RLXPY_TRACEBACK"):
+        if traceback_wanted():
             raise
         prog = getattr(e, "prog", prog)
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
