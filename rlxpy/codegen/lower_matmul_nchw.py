@@ -76,13 +76,19 @@ def emit(k: KernelBuilder, w, shape: TileShape) -> Kernel:
     lanes, vecs, tw = shape.lanes, shape.vecs, shape.width
     rows = shape.rows
     full_blocks, rest = divmod(n, rows)
+    # When rows does not divide N, the last block recomputes a few channels of the block before it
+    # (the same sums, so the same values) instead of a remainder tile of its own: one register tile
+    # of code per kernel, for at most rows - 1 extra channels of work.
+    overlap = bool(rest) and full_blocks > 0
+    if overlap:
+        full_blocks, rest = full_blocks + 1, 0
     mode = attrs["upsample"]
     factor = float(attrs["factor"])
     tiles = tile_count(hw, shape)
     vector_epilogue = mode == "none" or width_px % lanes == 0
     always_full = hw % tw == 0
 
-    packed = pack_weights(w.reshape(kdim, n), rows)
+    packed = pack_weights(w.reshape(kdim, n), rows, overlap)
     k.define(extent=batch * tiles, constants=[packed])
     b = k.b
     x = k.ins[0]
@@ -108,13 +114,13 @@ def emit(k: KernelBuilder, w, shape: TileShape) -> Kernel:
         plane0 = k.mul(img, n)                              # first channel plane of this image
 
         def pack(full: bool) -> None:
-            for g in range(vecs):
+            with k.loop(0, vecs, name="g") as g:
                 if full:
-                    offs = [k.mul(k.add(x_img, k.add(p0, g * lanes)), kdim)]
+                    offs = [k.mul(k.add(x_img, k.add(p0, k.mul(g, lanes))), kdim)]
                 else:                                       # clamp to the image's last pixel
-                    offs = [k.mul(k.add(x_img, k.min(k.add(p0, g * lanes + j), hw - 1)), kdim)
+                    offs = [k.mul(k.add(x_img, k.min(k.add(p0, k.add(k.mul(g, lanes), j)), hw - 1)), kdim)
                             for j in range(lanes)]
-                pack_pixels(k, x, offs, kdim, panel, g * lanes, tw, lanes, consecutive=full)
+                pack_pixels(k, x, offs, kdim, panel, k.mul(g, lanes), tw, lanes, consecutive=full)
 
         if always_full:
             pack(True)
@@ -205,7 +211,8 @@ def emit(k: KernelBuilder, w, shape: TileShape) -> Kernel:
                 def fetch(i: ir.Value) -> None:
                     line = k.b.select(k.b.icmp_unsigned("<", i, k.i64(per_block)), i, k.i64(0))
                     prefetch(k, x, k.min(k.add(first_line, k.mul(line, 16)), last))
-                block(k.mul(blk, rows), rows, k.mul(blk, kdim * rows), fetch if spread else None)
+                channel0 = k.min(k.mul(blk, rows), n - rows) if overlap else k.mul(blk, rows)
+                block(channel0, rows, k.mul(blk, kdim * rows), fetch if spread else None)
         if rest:
             block(full_blocks * rows, rest, full_blocks * kdim * rows)
     return k.finish(cost=2 * kdim * n * tw)

@@ -59,21 +59,22 @@ def choose_tile(isa: VectorISA, n: int) -> TileShape:
     return TileShape(6, 2, isa.lanes)
 
 
-def pack_weights(w: np.ndarray, rows: int) -> np.ndarray:
+def pack_weights(w: np.ndarray, rows: int, overlap: bool = False) -> np.ndarray:
     """A [K, N] weight matrix as consecutive [K, rows] panels of its columns (channels); the last
-    panel has N % rows columns when rows does not divide N. Flat float32."""
+    panel has N % rows columns when rows does not divide N, or with `overlap` (and N > rows) it
+    holds the last `rows` columns, overlapping the panel before it. Flat float32."""
     kdim, n = w.shape
     full = n // rows
     parts = []
     if full:
         parts.append(np.ascontiguousarray(w[:, :full * rows].reshape(kdim, full, rows).transpose(1, 0, 2)).ravel())
     if n % rows:
-        parts.append(np.ascontiguousarray(w[:, full * rows:]).ravel())
+        parts.append(np.ascontiguousarray(w[:, n - rows if overlap and full else full * rows:]).ravel())
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
 def pack_pixels(k: KernelBuilder, x: ir.Value, row_offsets: list[Int], kdim: int, panel: ir.Value,
-                column: int, width: int, lanes: int, consecutive: bool) -> None:
+                column: Int, width: int, lanes: int, consecutive: bool) -> None:
     """Copy `lanes` channels-last rows of x (each `kdim` long, at `row_offsets`) into the panel as
     columns column..column+lanes-1 of its [kdim][width] layout.
 
@@ -99,7 +100,7 @@ def pack_pixels(k: KernelBuilder, x: ir.Value, row_offsets: list[Int], kdim: int
         v = ir.Constant(vec(lanes), ir.Undefined)
         for j in range(lanes):
             v = b.insert_element(v, k.load(x, row(j, kk)), ir.Constant(ir.IntType(32), j))
-        vstore(k, v, panel, kk * width + column, align=align)
+        vstore(k, v, panel, k.add(kk * width, column), align=align)
 
 
 def register_tile(k: KernelBuilder, kdim: int, shape: TileShape, rows: int, init: list[list[ir.Value]],
