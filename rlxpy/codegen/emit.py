@@ -20,7 +20,7 @@ No kernel uses fast-math flags: reductions (the matmul's k loop) run in a fixed 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, contextmanager
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Mapping, Sequence, Union
 
 import llvmlite.ir as ir
 import numpy as np
@@ -48,10 +48,19 @@ def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
-class KernelBuilder:
-    """Builds the one LLVM function of one node inside the graph's module."""
+class Planned(BaseException):
+    """Raised by `define` when planning, to stop the rule there. A BaseException, so that a rule's
+    own `except Exception` cannot swallow it."""
 
-    def __init__(self, module: ir.Module, graph: Graph, node: Node, symbol: str):
+
+class KernelBuilder:
+    """Builds the one LLVM function of one node inside the graph's module.
+
+    With `module=None` it plans instead: `define` records the kernel's extent, constants and baked
+    data, then raises `Planned`, so the rule stops before it emits anything (see `registry`).
+    """
+
+    def __init__(self, module: ir.Module | None, graph: Graph, node: Node, symbol: str):
         self.module = module
         self.graph = graph
         self.node = node
@@ -60,8 +69,14 @@ class KernelBuilder:
         self.out_type: TensorType = node.type
         self.fn: ir.Function | None = None
         self.b: ir.IRBuilder | None = None
+        self.defined = False
         self.extent = 0
         self.constants: tuple[np.ndarray, ...] = ()
+        self.baked: dict[str, np.ndarray] = {}
+
+    @property
+    def planning(self) -> bool:
+        return self.module is None
 
     @property
     def attrs(self):
@@ -74,12 +89,22 @@ class KernelBuilder:
 
     # -- the function ----------------------------------------------------------------------------
 
-    def define(self, extent: int, constants: Sequence[np.ndarray] = ()) -> ir.IRBuilder:
-        """Create the function; `extent` is the trip count of its outermost parallel loop."""
-        if self.fn is not None:
+    def define(self, extent: int, constants: Sequence[np.ndarray] = (),
+               baked: Mapping[str, np.ndarray] | None = None) -> ir.IRBuilder:
+        """Create the function; `extent` is the trip count of its outermost parallel loop.
+
+        `constants` are arrays passed to the kernel by pointer (their values stay out of the code
+        and the cache key). `baked` names data whose VALUES the code embeds (`global_table`): it
+        goes into the cache key. When planning, this records all three and stops the rule.
+        """
+        if self.defined:
             raise RuntimeError(f"kernel {self.symbol} is already defined")
+        self.defined = True
         self.extent = int(extent)
         self.constants = tuple(constants)
+        self.baked = {str(name): np.ascontiguousarray(v) for name, v in (baked or {}).items()}
+        if self.planning:
+            raise Planned()
         n_in, n_const = len(self.in_types), len(self.constants)
         fnty = ir.FunctionType(VOID, [FLOAT_PTR] * (1 + n_in + n_const) + [I64, I64])
         fn = ir.Function(self.module, fnty, self.symbol)
@@ -242,8 +267,14 @@ class KernelBuilder:
             first = self.b.gep(slot, [self.i64(0), self.i64(0)], inbounds=True)
         return first
 
-    def global_table(self, name: str, ty: ir.Type, values: Sequence[float]) -> ir.Value:
-        """A private constant array (e.g. a small table of doubles), as a pointer to its first item."""
+    def global_table(self, name: str, ty: ir.Type) -> ir.Value:
+        """The data declared as `define(baked={name: ...})` as a private constant array of `ty`
+        (e.g. a small table of doubles), as a pointer to its first item. Only declared data can be
+        baked into code: the cache key must see every value the code depends on."""
+        if name not in self.baked:
+            raise RuntimeError(f"kernel {self.symbol}: table '{name}' was not declared in define(baked=...); "
+                               f"data baked into the code must be declared there, for the cache key")
+        values = self.baked[name].ravel().tolist()
         arr_ty = ir.ArrayType(ty, len(values))
         gv = ir.GlobalVariable(self.module, arr_ty, name=f"{self.symbol}.{name}")
         gv.initializer = ir.Constant(arr_ty, [ir.Constant(ty, float(v)) for v in values])
