@@ -16,6 +16,14 @@ large and aligned, since nothing reads it soon. While a tile computes, the next 
 are prefetched, one cache line per k iteration. A tile that is not full (the last of an image) or
 whose vectors are not each within one image row (width W not a multiple of the vector) takes the
 scalar epilogue: it spills the tile and walks its valid pixels one by one.
+
+Code size. The kernel of a node only allocates its pixel panel and calls a body that takes the
+shapes (K, H, W, batch) as arguments and is specialised on the rest (`Variant`: tile shape, N,
+epilogue, which remainders can occur): nodes of one module that differ only in shapes, such as the
+neck's levels, share it, and a shared body costs LLVM one compile. What the shapes no longer fold
+(divisions by the tile count and width once per tile, a few multiplies per store row) is noise
+beside a tile's K x N x width multiply-adds. When the register tile's rows do not divide N the last
+channel block overlaps the one before (see `Variant.blocks`) rather than adding a remainder tile.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ NHWC_TO_NCHW = (0, 3, 1, 2)
 # need at most 288 KiB (K = 1152); the limit stays far below a thread's stack (8 MiB with glibc,
 # 1 MiB or less elsewhere), and a panel this large no longer fits in L2 anyway.
 MAX_PANEL_BYTES = 512 << 10
-# Outputs at least this large bypass the caches (see `emit`); smaller ones stay in L2 for whoever
+# Outputs at least this large bypass the caches (see the rule); smaller ones stay in L2 for whoever
 # reads them next.
 STREAMING_MIN_BYTES = 2 << 20
 
