@@ -54,11 +54,22 @@ def package_digest() -> str:
     return sources_digest(PACKAGE)
 
 
-@lru_cache(maxsize=None)
 def rule_digest(fn) -> str:
     """What identifies a lowering rule's code beyond the package digest: "" for rlxpy.codegen's own
     rules, else the digest of the file that defines it, else of its compiled code (a rule typed at
     a prompt)."""
+    try:
+        return _cached_rule_digest(fn)
+    except TypeError:                                 # an unhashable callable: not cached
+        return _rule_digest(fn)
+
+
+@lru_cache(maxsize=None)
+def _cached_rule_digest(fn) -> str:
+    return _rule_digest(fn)
+
+
+def _rule_digest(fn) -> str:
     target = fn.func if isinstance(fn, functools.partial) else fn
     module = sys.modules.get(getattr(target, "__module__", None) or "")
     file = getattr(module, "__file__", None)
