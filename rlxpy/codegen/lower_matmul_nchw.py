@@ -18,12 +18,13 @@ whose vectors are not each within one image row (width W not a multiple of the v
 scalar epilogue: it spills the tile and walks its valid pixels one by one.
 
 Code size. The kernel of a node only allocates its pixel panel and calls a body that takes the
-shapes (K, H, W, batch) as arguments and is specialised on the rest (`Variant`: tile shape, N,
-epilogue, which remainders can occur): nodes of one module that differ only in shapes, such as the
-neck's levels, share it, and a shared body costs LLVM one compile. What the shapes no longer fold
-(divisions by the tile count and width once per tile, a few multiplies per store row) is noise
-beside a tile's K x N x width multiply-adds. When the register tile's rows do not divide N the last
-channel block overlaps the one before (see `Variant.blocks`) rather than adding a remainder tile.
+shapes (K, H, W; the batch only bounds the parallel range) as arguments and is specialised on the
+rest (`Variant`: tile shape, N, epilogue, which remainders can occur): nodes of one module that
+differ only in shapes, such as the neck's levels, share it, and a shared body costs LLVM one
+compile. What the shapes no longer fold (divisions by the tile count and width once per tile, a
+few multiplies per store row) is noise beside a tile's K x N x width multiply-adds. When the
+register tile's rows do not divide N the last channel block overlaps the one before (see
+`Variant.blocks`) rather than adding a remainder tile.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def check(k: KernelBuilder, shape: TileShape):
 
 @dataclass(frozen=True)
 class Variant:
-    """What a kernel body is specialised on. The shapes (K, H, W, batch) are its arguments, so
+    """What a kernel body is specialised on. The shapes (K, H, W) are its arguments, so
     nodes that differ only in them (the neck's levels) share one body in the module."""
 
     shape: TileShape
@@ -111,7 +112,7 @@ class Variant:
     def params(self) -> list[tuple[str, ir.Type]]:
         pointers = ["out", "x", "wpack"] + (["bias"] if self.bias else []) + \
             (["coarse"] if self.mode != "none" else []) + ["panel"]
-        return ([(p, FLOAT_PTR) for p in pointers] + [(i, I64) for i in ("lo", "hi", "K", "H", "W", "batch")]
+        return ([(p, FLOAT_PTR) for p in pointers] + [(i, I64) for i in ("lo", "hi", "K", "H", "W")]
                 + ([("stream", I1)] if self.streaming else []))
 
 
@@ -144,7 +145,7 @@ def fused_matmul_nchw(k: KernelBuilder) -> Kernel:
     # the pixel panel lives in this kernel's frame, sized for its K
     panel = k.alloca(F32, panel_floats(kdim, shape), "panel")
     args = [k.out, k.ins[0], k.consts[0]] + list(k.ins[2:]) + [panel]
-    args += [k.i64(a) for a in (k.lo, k.hi, kdim, height, width_px, batch)]
+    args += [k.i64(a) for a in (k.lo, k.hi, kdim, height, width_px)]
     if v.streaming:
         # Large outputs are written with streaming stores (no read for ownership, no eviction of
         # the panels); they need every vector aligned to its size, which holds when the output
@@ -167,7 +168,7 @@ def _emit_body(f: FunctionBuilder, v: Variant) -> None:
     lanes, vecs, tw, rows = shape.lanes, shape.vecs, shape.width, shape.rows
     blocks, rest, overlap = v.blocks
     n, mode, factor = v.n, v.mode, v.factor
-    kdim, height, width_px, batch = a["K"], a["H"], a["W"], a["batch"]
+    kdim, height, width_px = a["K"], a["H"], a["W"]
     x, wpack, panel, out = a["x"], a["wpack"], a["panel"], a["out"]
     bias, coarse = a.get("bias"), a.get("coarse")
     hw = f.mul(height, width_px)
@@ -265,8 +266,8 @@ def _emit_body(f: FunctionBuilder, v: Variant) -> None:
         # The next tile's input rows (tw * K floats from the next pixel on) are prefetched while
         # this tile computes, a slice per channel block, one line per k iteration (a burst of
         # prefetches would take the fill buffers the streaming stores need), so they are in cache
-        # when the next pack reads them.
-        last = f.sub(f.mul(f.mul(batch, hw), kdim), 1)
+        # when the next pack reads them. Past the last tile that points beyond x: harmless for a
+        # prefetch, and cheaper than clamping every address in the k loop.
         next_rows = f.mul(f.add(f.add(x_img, p0), tw), kdim)
         per_block = f.ceil_div(f.ceil_div(f.mul(tw, kdim), 16), max(blocks, 1))
         if blocks:
@@ -274,11 +275,11 @@ def _emit_body(f: FunctionBuilder, v: Variant) -> None:
                 first_line = f.add(next_rows, f.mul(f.mul(blk, per_block), 16))
                 if not v.spread:
                     with f.loop(0, per_block, name="pf") as i:
-                        prefetch(f, x, f.min(f.add(first_line, f.mul(i, 16)), last))
+                        prefetch(f, x, f.add(first_line, f.mul(i, 16)))
 
                 def fetch(i: ir.Value) -> None:
                     line = b.select(b.icmp_unsigned("<", i, f.i64(per_block)), i, f.i64(0))
-                    prefetch(f, x, f.min(f.add(first_line, f.mul(line, 16)), last))
+                    prefetch(f, x, f.add(first_line, f.mul(line, 16)))
                 channel0 = f.min(f.mul(blk, rows), n - rows) if overlap else f.mul(blk, rows)
                 block(channel0, rows, f.mul(blk, f.mul(kdim, rows)), fetch if v.spread else None)
         if rest:

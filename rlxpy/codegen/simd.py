@@ -38,12 +38,14 @@ def vstore(k: FunctionBuilder, value: ir.Value, base: ir.Value, offset: Int, ali
 
 
 def prefetch(k: FunctionBuilder, base: ir.Value, offset: Int) -> None:
-    """Hint that the cache line holding base[offset] will be read soon (never faults)."""
+    """Hint that the cache line holding base[offset] will be read soon. A prefetch never faults
+    and does not change what the program computes, so `offset` may point past the array: the
+    address is computed without `inbounds` (plain wrapping arithmetic, never poison)."""
     fn = k.module.globals.get("llvm.prefetch.p0i8")
     if fn is None:
         i8p = ir.IntType(8).as_pointer()
         fn = ir.Function(k.module, ir.FunctionType(ir.VoidType(), [i8p, I32, I32, I32]), name="llvm.prefetch.p0i8")
-    ptr = k.b.bitcast(k.ptr(base, offset), ir.IntType(8).as_pointer())
+    ptr = k.b.bitcast(k.b.gep(base, [k.i64(offset)]), ir.IntType(8).as_pointer())
     k.b.call(fn, [ptr, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])
 
 
