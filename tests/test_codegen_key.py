@@ -6,7 +6,6 @@ IR text) comes back from the entry."""
 import importlib.util
 import shutil
 import sys
-import textwrap
 
 import llvmlite.ir
 import numpy as np

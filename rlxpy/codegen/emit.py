@@ -88,7 +88,6 @@ class FunctionBuilder:
         f.b.ret_void()
         return fn
 
-
     # -- loops -------------------------------------------------------------------------------------
 
     @contextmanager
