@@ -14,7 +14,7 @@ import pytest
 
 import rlxpy
 from rlxpy.codegen import cache as cache_mod
-from rlxpy.codegen.cache import cache_key, default_cache_dir
+from rlxpy.codegen.cache import default_cache_dir
 from rlxpy.codegen.target import host
 from rlxpy.errors import RlxError
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights
@@ -91,15 +91,29 @@ def test_default_directory(tmp_path, monkeypatch):
     assert default_cache_dir() == tmp_path / "home" / ".cache" / "rlxpy"
 
 
-def test_key_covers_the_toolchain_and_machine():
+def test_key_covers_the_toolchain_and_machine(monkeypatch):
+    from rlxpy.codegen import key as key_mod
+    from rlxpy.codegen.lower import plan_graph
+    graph = rlxpy.compile(fused_neck(CFG, PARAMS)).graph
+    steps = plan_graph(graph)
     h = host()
-    base = cache_key("ir", h)
-    variants = [h.__class__(**{**h.__dict__, field: value}) for field, value in [
-        ("triple", "aarch64-unknown-linux-gnu"), ("cpu", "generic"), ("features", h.features + ",-fma"),
-        ("opt_level", 2), ("llvm_version", "0.0.0"), ("llvmlite_version", "0.0")]]
-    keys = {cache_key("ir", v) for v in variants} | {cache_key("ir2", h), base}
-    assert len(keys) == len(variants) + 2
-    assert cache_key("ir", h) == base
+    base = key_mod.module_key(graph, steps)
+    keys = {base}
+    for field, value in [("triple", "aarch64-unknown-linux-gnu"), ("cpu", "generic"),
+                         ("features", h.features + ",-fma"), ("opt_level", 2), ("llvm_version", "0.0.0"),
+                         ("llvmlite_version", "0.0")]:
+        variant = h.__class__(**{**h.__dict__, field: value})
+        with monkeypatch.context() as m:
+            m.setattr(key_mod, "host", lambda: variant)
+            keys.add(key_mod.module_key(graph, steps))
+    with monkeypatch.context() as m:
+        m.setenv("RLXPY_VECTOR_LANES", "4")
+        keys.add(key_mod.module_key(graph, steps))
+    with monkeypatch.context() as m:
+        m.setattr(key_mod, "package_digest", lambda: "0" * 64)
+        keys.add(key_mod.module_key(graph, steps))
+    assert len(keys) == 9
+    assert key_mod.module_key(graph, steps) == base
 
 
 # -- damaged entries -----------------------------------------------------------------------------
@@ -111,7 +125,7 @@ def test_key_covers_the_toolchain_and_machine():
     (lambda b: b"", r"corrupt \(truncated header: 0 bytes\), recompiled"),
     (lambda b: b[:-100] + bytes(x ^ 0xFF for x in b[-100:]), r"corrupt \(checksum mismatch\), recompiled"),
     (lambda b: b"ELF!" + b[4:], r"corrupt \(not an rlxpy object cache entry\), recompiled"),
-    (lambda b: b[:8] + b"\x63\x00\x00\x00" + b[12:], r"corrupt \(format 99, expected 1\), recompiled"),
+    (lambda b: b[:8] + b"\x63\x00\x00\x00" + b[12:], r"corrupt \(format 99, expected 2\), recompiled"),
 ])
 def test_damaged_entries_are_recompiled(tmp_path, expected, damage, status):
     compile_fused(tmp_path)
@@ -252,4 +266,4 @@ def test_target_machine_uses_host_name_and_features():
     assert h.cpu == llvm.get_host_cpu_name()
     assert h.features == llvm.get_host_cpu_features().flatten() and h.features
     assert h.triple == llvm.get_process_triple() and h.opt_level == 3
-    assert cache_mod.FORMAT == 1
+    assert cache_mod.FORMAT == 2

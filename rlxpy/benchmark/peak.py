@@ -102,7 +102,7 @@ def calibrate(seconds: float = 0.02) -> FmaPeak:
     lanes_options = [8] + ([16] if host_isa().lanes >= 16 else [])
     variants = [(lanes, chains) for lanes in lanes_options for chains in CHAINS]
     symbols = tuple(f"fma_peak_{lanes}x{chains}" for lanes, chains in variants)
-    module = compile_module("fma_peak", _module(variants), symbols, cache=None)
+    module = compile_module("fma_peak", _module(variants), symbols)
     best = None
     for (lanes, chains), sym in zip(variants, symbols):
         fn = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64)(module.addresses[sym])

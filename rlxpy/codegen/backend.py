@@ -9,11 +9,12 @@ from pathlib import Path
 from ..errors import CodegenError, RlxError
 from ..ir.graph import Graph
 from ..ir.verify import verify, where
-from .cache import ObjectCache, default_cache_dir
+from .cache import Entry, KernelInfo, ObjectCache, default_cache_dir
 from .debug import banner, debug_level, emit
 from .executable import LLVMExecutable
-from .jit import compile_module
-from .lower import lower_graph
+from .jit import build_object, load_module
+from .key import module_key
+from .lower import Step, emit_module, fallbacks, plan_graph, with_costs
 from .plan import Plan
 from .target import host
 
@@ -54,41 +55,80 @@ def compile_llvm(graph: Graph, source: Graph | None = None, *, strict: bool = Fa
     start = time.perf_counter()
 
     verify(graph)
-    lowered = lower_graph(graph)
-    if strict and lowered.fallbacks:
-        first = lowered.fallbacks[0]
-        more = f" (and {len(lowered.fallbacks) - 1} more)" if len(lowered.fallbacks) > 1 else ""
-        raise CodegenError(f"{where(first.node)}: {first.reason}; strict=True forbids running it on "
-                           f"the interpreter{more}")
-    ir_text = str(lowered.module)
-    symbols = tuple(k.symbol for k in lowered.kernels)
-    times["lower"] = time.perf_counter() - start
+    steps = plan_graph(graph)
+    _check_strict(steps, strict)
+    natives = [s for s in steps if s.kind == "native"]
+    key = module_key(graph, steps) if natives and object_cache is not None else None
+    times["plan"] = time.perf_counter() - start
     if level >= 1:
         where_cache = object_cache.directory if object_cache else "off"
         emit(f"rlxpy llvm: @{graph.name}: llvmlite.ir -> parse, verify -> new pass manager "
              f"O{host().opt_level} -> object code -> MCJIT  [{host().describe()}; cache {where_cache}]")
-        for s in lowered.steps:
-            what = {"native": lambda: s.kernel.symbol,
+        for s in steps:
+            what = {"native": lambda: s.plan.symbol,
                     "alias": lambda: f"view of %{s.node.operands[s.alias.operand]}",
                     "interp": lambda: s.reason}[s.kind]()
             emit(f"rlxpy llvm:   %{s.node.name} ({s.node.op}) -> {s.kind}: {what}")
-    if level >= 3:
-        emit(banner(f"LLVM IR of @{graph.name}", ir_text))
 
-    module = compile_module(graph.name, ir_text, symbols, object_cache)
+    entry, status = None, "off"
+    if key is not None:
+        entry, status = object_cache.load(key)
+        planned = [(s.plan.symbol, s.plan.extent) for s in natives]
+        if entry is not None and [(k.symbol, k.extent) for k in entry.kernels] != planned:
+            entry, status = None, "corrupt (its kernels differ from the plan)"
+    if entry is None:
+        entry, steps, status = _build(graph, steps, strict, object_cache, key, status, times)
+    else:
+        steps = with_costs(steps, {k.symbol: k.cost for k in entry.kernels})
+    if level >= 3:
+        emit(banner(f"LLVM IR of @{graph.name}", entry.ir_text))
+
+    module = load_module(graph.name, entry, status)
     times.update(module.times)
-    plan = Plan(graph, lowered.steps, module, threads)
+    plan = Plan(graph, steps, module, threads)
     times["total"] = time.perf_counter() - start
     if level >= 1:
         stages = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items())
         emit(f"rlxpy llvm: @{graph.name}: object code {module.cache_status}; {stages}")
+    has_code = bool(entry.kernels)
     if level >= 2:
-        emit(banner(f"Optimised LLVM IR of @{graph.name}", module.optimized_ir if symbols else ir_text))
-    if level >= 3 and symbols:
+        emit(banner(f"Optimised LLVM IR of @{graph.name}", module.optimized_ir if has_code else entry.ir_text))
+    if level >= 3 and has_code:
         emit(banner(f"Assembly of @{graph.name}", module.asm))
     if dump_dir is not None:
-        _dump(Path(dump_dir), graph.name, module, bool(symbols))
-    return LLVMExecutable(graph, source, lowered, module, plan, compare_with=compare_with, times=times)
+        _dump(Path(dump_dir), graph.name, module, has_code)
+    return LLVMExecutable(graph, source, steps, module, plan, compare_with=compare_with, times=times)
+
+
+def _check_strict(steps: list[Step], strict: bool) -> None:
+    found = fallbacks(steps)
+    if strict and found:
+        first = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise CodegenError(f"{where(first.node)}: {first.reason}; strict=True forbids running it on "
+                           f"the interpreter{more}")
+
+
+def _build(graph: Graph, steps: list[Step], strict: bool, object_cache: ObjectCache | None, key: str | None,
+           status: str, times: dict[str, float]) -> tuple[Entry, list[Step], str]:
+    """A cache miss (or no cache): emit the module's IR, compile it, and store the entry."""
+    t = time.perf_counter()
+    emitted = emit_module(graph, steps)
+    times["lower"] = time.perf_counter() - t
+    steps = emitted.steps
+    _check_strict(steps, strict)
+    kernels = tuple(KernelInfo(s.kernel.symbol, s.kernel.extent, s.kernel.cost) for s in steps if s.kind == "native")
+    if not kernels:
+        return Entry(b"", (), _ir_text=emitted.ir_text), steps, "not needed (no kernels)"
+    obj = build_object(graph.name, emitted.ir_text, tuple(k.symbol for k in kernels), times)
+    entry = Entry(obj, kernels, _ir_text=emitted.ir_text)
+    if object_cache is None or key is None:
+        return entry, steps, status
+    if emitted.deviations:
+        # the plan's key does not describe this code: never store it under that key
+        return entry, steps, "not stored (" + "; ".join(emitted.deviations) + ")"
+    object_cache.store(key, entry)
+    return entry, steps, {"off": "off", "miss": "miss"}.get(status, f"{status}, recompiled")
 
 
 def _object_cache(cache) -> ObjectCache | None:

@@ -7,7 +7,10 @@ Every kernel has the signature
 
 with shapes baked in as constants. It computes the iterations [begin, end) of its outermost
 parallel loop, clamped to [0, extent), so a runtime may split that loop across threads and a bad
-range can never index out of bounds. No kernel writes into its operands.
+range can never index out of bounds. No kernel writes into its operands. A kernel may call a
+function it shares with other kernels of the module (`shared_function`: built once, e.g. a body
+that takes the shapes as arguments), which keeps the module small when several nodes differ only
+in shapes. `FunctionBuilder` holds what any function of the module is written with.
 
 Integer helpers (`add`, `mul`, `div`, `rem`, ...) take Python ints or IR values and fold constants
 in Python, so the IR a rule emits stays small and readable. Loops are emitted rotated (guard, body,
@@ -20,7 +23,7 @@ No kernel uses fast-math flags: reductions (the matmul's k loop) run in a fixed 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, contextmanager
-from typing import Iterator, Sequence, Union
+from typing import Callable, Iterator, Mapping, Sequence, Union
 
 import llvmlite.ir as ir
 import numpy as np
@@ -48,63 +51,42 @@ def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
-class KernelBuilder:
-    """Builds the one LLVM function of one node inside the graph's module."""
+class Planned(BaseException):
+    """Raised by `define` when planning, to stop the rule there. A BaseException, so that a rule's
+    own `except Exception` cannot swallow it."""
 
-    def __init__(self, module: ir.Module, graph: Graph, node: Node, symbol: str):
+
+class FunctionBuilder:
+    """Emits one LLVM function of a module: loops, folding integer helpers, memory, intrinsics."""
+
+    def __init__(self, module: ir.Module | None, fn: ir.Function | None = None):
         self.module = module
-        self.graph = graph
-        self.node = node
-        self.symbol = symbol
-        self.in_types: list[TensorType] = [graph.type_of(o) for o in node.operands]
-        self.out_type: TensorType = node.type
-        self.fn: ir.Function | None = None
-        self.b: ir.IRBuilder | None = None
-        self.extent = 0
-        self.constants: tuple[np.ndarray, ...] = ()
+        self.fn = fn
+        self.b: ir.IRBuilder | None = ir.IRBuilder(fn.append_basic_block("entry")) if fn is not None else None
 
-    @property
-    def attrs(self):
-        return self.node.attrs
-
-    def operand_value(self, i: int) -> np.ndarray | None:
-        """The data of operand `i` when it is a compile-time constant, else None."""
-        src = self.graph[self.node.operands[i]]
-        return src.value if src.op == "const" else None
-
-    # -- the function ----------------------------------------------------------------------------
-
-    def define(self, extent: int, constants: Sequence[np.ndarray] = ()) -> ir.IRBuilder:
-        """Create the function; `extent` is the trip count of its outermost parallel loop."""
-        if self.fn is not None:
-            raise RuntimeError(f"kernel {self.symbol} is already defined")
-        self.extent = int(extent)
-        self.constants = tuple(constants)
-        n_in, n_const = len(self.in_types), len(self.constants)
-        fnty = ir.FunctionType(VOID, [FLOAT_PTR] * (1 + n_in + n_const) + [I64, I64])
-        fn = ir.Function(self.module, fnty, self.symbol)
+    def shared_function(self, name: str, params: Sequence[tuple[str, ir.Type]],
+                        build: Callable[["FunctionBuilder"], None]) -> ir.Function:
+        """The module's function `name(params...)`, emitted by `build` the first time it is asked
+        for; later callers get the same function, so kernels of one module share its code. `build`
+        gets a builder in its entry block (arguments named as in `params`) and must depend on
+        nothing that `name` does not spell out. Pointer arguments are noalias like a kernel's;
+        internal linkage, so LLVM may still inline it into a single caller."""
+        existing = self.module.globals.get(name)
+        if existing is not None:
+            return existing
+        fn = ir.Function(self.module, ir.FunctionType(VOID, [t for _, t in params]), name)
+        fn.linkage = "internal"
         fn.attributes.add("nounwind")
         fn.attributes.add("norecurse")
-        names = ["out"] + [f"in{i}" for i in range(n_in)] + [f"c{i}" for i in range(n_const)] + ["begin", "end"]
-        for arg, name in zip(fn.args, names):
-            arg.name = name
-        for arg in fn.args[:-2]:
-            for attr in POINTER_ATTRS:
-                arg.add_attribute(attr)
-        self.fn = fn
-        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
-        self.out = fn.args[0]
-        self.ins = list(fn.args[1:1 + n_in])
-        self.consts = list(fn.args[1 + n_in:1 + n_in + n_const])
-        begin, end = fn.args[-2], fn.args[-1]
-        self.lo = self.max(begin, 0)
-        self.hi = self.min(end, self.extent)
-        return self.b
-
-    def finish(self, cost: float) -> Kernel:
-        """Close the function; `cost` is the work of one outer iteration (flops or elements)."""
-        self.b.ret_void()
-        return Kernel(self.symbol, self.extent, float(cost), self.constants)
+        for arg, (arg_name, ty) in zip(fn.args, params):
+            arg.name = arg_name
+            if isinstance(ty, ir.PointerType):
+                for attr in POINTER_ATTRS:
+                    arg.add_attribute(attr)
+        f = FunctionBuilder(self.module, fn)
+        build(f)
+        f.b.ret_void()
+        return fn
 
     # -- loops -------------------------------------------------------------------------------------
 
@@ -125,10 +107,6 @@ class KernelBuilder:
         i.add_incoming(nxt, b.block)
         b.cbranch(b.icmp_signed("<", nxt, stop), body, done)
         b.position_at_end(done)
-
-    def parallel_loop(self, step: int = 1, name: str = "p") -> AbstractContextManager[ir.Value]:
-        """The outermost loop over this call's share [begin, end) of [0, extent)."""
-        return self.loop(self.lo, self.hi, step, name)
 
     # -- integers (Python ints fold) -------------------------------------------------------------
 
@@ -164,17 +142,25 @@ class KernelBuilder:
                 return a
         return self.b.mul(self.i64(a), self.i64(b), flags=["nsw"])
 
-    def div(self, a: Int, d: int) -> Int:
-        """a // d for a >= 0 and a constant d > 0."""
-        if isinstance(a, int):
+    def div(self, a: Int, d: Int) -> Int:
+        """a // d for a >= 0 and d > 0."""
+        if isinstance(a, int) and isinstance(d, int):
             return a // d
-        return a if d == 1 else self.b.udiv(a, self.i64(d))
+        if isinstance(d, int) and d == 1:
+            return a
+        return self.b.udiv(self.i64(a), self.i64(d))
 
-    def rem(self, a: Int, d: int) -> Int:
-        """a % d for a >= 0 and a constant d > 0."""
-        if isinstance(a, int):
+    def rem(self, a: Int, d: Int) -> Int:
+        """a % d for a >= 0 and d > 0."""
+        if isinstance(a, int) and isinstance(d, int):
             return a % d
-        return 0 if d == 1 else self.b.urem(a, self.i64(d))
+        if isinstance(d, int) and d == 1:
+            return 0
+        return self.b.urem(self.i64(a), self.i64(d))
+
+    def ceil_div(self, a: Int, d: Int) -> Int:
+        """ceil(a / d) for a >= 0 and d > 0."""
+        return self.div(self.add(a, self.sub(d, 1)), d)
 
     def min(self, a: Int, b: Int) -> Int:
         if isinstance(a, int) and isinstance(b, int):
@@ -242,8 +228,95 @@ class KernelBuilder:
             first = self.b.gep(slot, [self.i64(0), self.i64(0)], inbounds=True)
         return first
 
-    def global_table(self, name: str, ty: ir.Type, values: Sequence[float]) -> ir.Value:
-        """A private constant array (e.g. a small table of doubles), as a pointer to its first item."""
+
+class KernelBuilder(FunctionBuilder):
+    """Builds the one LLVM function of one node inside the graph's module.
+
+    With `module=None` it plans instead: `define` records the kernel's extent, constants and baked
+    data, then raises `Planned`, so the rule stops before it emits anything (see `registry`).
+    """
+
+    def __init__(self, module: ir.Module | None, graph: Graph, node: Node, symbol: str):
+        super().__init__(module)
+        self.graph = graph
+        self.node = node
+        self.symbol = symbol
+        self.in_types: list[TensorType] = [graph.type_of(o) for o in node.operands]
+        self.out_type: TensorType = node.type
+        self.defined = False
+        self.extent = 0
+        self.constants: tuple[np.ndarray, ...] = ()
+        self.baked: dict[str, np.ndarray] = {}
+
+    @property
+    def planning(self) -> bool:
+        return self.module is None
+
+    @property
+    def attrs(self):
+        return self.node.attrs
+
+    def operand_value(self, i: int) -> np.ndarray | None:
+        """The data of operand `i` when it is a compile-time constant, else None."""
+        src = self.graph[self.node.operands[i]]
+        return src.value if src.op == "const" else None
+
+    # -- the function ----------------------------------------------------------------------------
+
+    def define(self, extent: int, constants: Sequence[np.ndarray] = (),
+               baked: Mapping[str, np.ndarray] | None = None) -> ir.IRBuilder:
+        """Create the function; `extent` is the trip count of its outermost parallel loop.
+
+        `constants` are arrays passed to the kernel by pointer (their values stay out of the code
+        and the cache key). `baked` names data whose VALUES the code embeds (`global_table`): it
+        goes into the cache key. When planning, this records all three and stops the rule.
+        """
+        if self.defined:
+            raise RuntimeError(f"kernel {self.symbol} is already defined")
+        self.defined = True
+        self.extent = int(extent)
+        self.constants = tuple(constants)
+        self.baked = {str(name): np.ascontiguousarray(v) for name, v in (baked or {}).items()}
+        if self.planning:
+            raise Planned()
+        n_in, n_const = len(self.in_types), len(self.constants)
+        fnty = ir.FunctionType(VOID, [FLOAT_PTR] * (1 + n_in + n_const) + [I64, I64])
+        fn = ir.Function(self.module, fnty, self.symbol)
+        fn.attributes.add("nounwind")
+        fn.attributes.add("norecurse")
+        names = ["out"] + [f"in{i}" for i in range(n_in)] + [f"c{i}" for i in range(n_const)] + ["begin", "end"]
+        for arg, name in zip(fn.args, names):
+            arg.name = name
+        for arg in fn.args[:-2]:
+            for attr in POINTER_ATTRS:
+                arg.add_attribute(attr)
+        self.fn = fn
+        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        self.out = fn.args[0]
+        self.ins = list(fn.args[1:1 + n_in])
+        self.consts = list(fn.args[1 + n_in:1 + n_in + n_const])
+        begin, end = fn.args[-2], fn.args[-1]
+        self.lo = self.max(begin, 0)
+        self.hi = self.min(end, self.extent)
+        return self.b
+
+    def finish(self, cost: float) -> Kernel:
+        """Close the function; `cost` is the work of one outer iteration (flops or elements)."""
+        self.b.ret_void()
+        return Kernel(self.symbol, self.extent, float(cost), self.constants)
+
+    def parallel_loop(self, step: int = 1, name: str = "p") -> AbstractContextManager[ir.Value]:
+        """The outermost loop over this call's share [begin, end) of [0, extent)."""
+        return self.loop(self.lo, self.hi, step, name)
+
+    def global_table(self, name: str, ty: ir.Type) -> ir.Value:
+        """The data declared as `define(baked={name: ...})` as a private constant array of `ty`
+        (e.g. a small table of doubles), as a pointer to its first item. Only declared data can be
+        baked into code: the cache key must see every value the code depends on."""
+        if name not in self.baked:
+            raise RuntimeError(f"kernel {self.symbol}: table '{name}' was not declared in define(baked=...); "
+                               f"data baked into the code must be declared there, for the cache key")
+        values = self.baked[name].ravel().tolist()
         arr_ty = ir.ArrayType(ty, len(values))
         gv = ir.GlobalVariable(self.module, arr_ty, name=f"{self.symbol}.{name}")
         gv.initializer = ir.Constant(arr_ty, [ir.Constant(ty, float(v)) for v in values])

@@ -7,7 +7,7 @@ import numpy as np
 from ..executable import Executable
 from ..ir.graph import Graph
 from .jit import CompiledModule
-from .lower import LoweredGraph, Step
+from .lower import Step
 from .plan import Plan
 from .target import host
 
@@ -15,10 +15,10 @@ from .target import host
 class LLVMExecutable(Executable):
     target = "llvm"
 
-    def __init__(self, graph: Graph, source: Graph | None, lowered: LoweredGraph, module: CompiledModule,
+    def __init__(self, graph: Graph, source: Graph | None, steps: list[Step], module: CompiledModule,
                  plan: Plan, *, compare_with: str | None, times: dict[str, float]):
         super().__init__(graph, source)
-        self.lowered = lowered
+        self._steps = list(steps)
         self.module = module                 # owns the JIT engine: the code lives as long as this
         self.plan = plan
         self.compare_with = compare_with
@@ -41,7 +41,8 @@ class LLVMExecutable(Executable):
 
     @property
     def llvm_ir(self) -> str:
-        """The module's LLVM IR as generated (one function per native node)."""
+        """The module's LLVM IR as generated (one function per native node; from the cache entry
+        on a hit)."""
         return self.module.ir_text
 
     @property
@@ -64,20 +65,20 @@ class LLVMExecutable(Executable):
 
     @property
     def steps(self) -> list[Step]:
-        return list(self.lowered.steps)
+        return list(self._steps)
 
     @property
     def placement(self) -> dict[str, str]:
         """Node name -> "native", "alias" (a view, no code) or "interp" (fallback)."""
-        return {s.node.name: s.kind for s in self.lowered.steps}
+        return {s.node.name: s.kind for s in self._steps}
 
     @property
     def fallbacks(self) -> dict[str, str]:
         """Node name -> why it runs on the interpreter."""
-        return {s.node.name: s.reason for s in self.lowered.steps if s.kind == "interp"}
+        return {s.node.name: s.reason for s in self._steps if s.kind == "interp"}
 
     def report(self) -> str:
-        steps = self.lowered.steps
+        steps = self._steps
         count = {k: sum(s.kind == k for s in steps) for k in ("native", "alias", "interp")}
         t = self.compile_times
         stages = ", ".join(f"{k} {v * 1e3:.1f}" for k, v in t.items() if k != "total")

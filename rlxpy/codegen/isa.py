@@ -54,3 +54,8 @@ def host_isa() -> VectorISA:
     if lanes == best.lanes:
         return best
     return VectorISA(lanes, 16, best.fma, {8: "avx2" if best.fma else "avx", 4: "sse"}[lanes])
+
+
+def identity() -> str:
+    """What, beyond the host's features, decides the vector ISA that rules see (for the cache key)."""
+    return f"RLXPY_VECTOR_LANES={os.environ.get('RLXPY_VECTOR_LANES', '').strip()!r}"

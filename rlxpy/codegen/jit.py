@@ -2,7 +2,8 @@
 
 One module per graph, one MCJIT engine per module. The engine owns the code: it lives as long as the
 `CompiledModule`, which the executable and its plan keep. Object code is loaded into the engine with
-`add_object_file`, the same way on a cache hit and a miss, so a hit parses and optimises nothing.
+`add_object_file`, the same way on a cache hit and a miss, so a hit parses and optimises nothing
+(and builds no IR: the cache is keyed before emission, see `key`).
 The optimised IR and the assembly are made on demand (and then kept) by optimising the IR text
 again, which is deterministic: the module that was compiled cannot be shown afterwards, because
 code emission rewrites it (CodeGenPrepare), and printing it up front would slow every compile.
@@ -15,12 +16,23 @@ from dataclasses import dataclass, field
 
 import llvmlite.binding as llvm
 
-from .cache import Entry, ObjectCache, cache_key
+from .cache import Entry, KernelInfo
 from .target import LLVM_LOCK, host, new_target_machine, target_machine
 
 
 def optimise(ir_text: str) -> llvm.ModuleRef:
-    """Parse, verify and optimise with the new pass builder at the host's opt level."""
+    """Parse, verify and optimise with the new pass builder at the host's opt level.
+
+    The pipeline is LLVM's O3 with its default tuning, chosen by measurement on the base_plus neck
+    module (two shared micro-kernel bodies, ~2,200 lines): O2 builds the same code in the same
+    time; turning off the loop and SLP vectorizers or unrolling saves under 5% of the optimise
+    time, since hand-vectorised kernels give them little to do, while the generic rules' scalar
+    loops need the loop vectorizer; O1 saves about a quarter of it (25 ms) but schedules the
+    micro-kernel's bookkeeping differently, no faster. The big costs (InstCombine and DSE here,
+    instruction selection in code emission) grow with the code, so compile time is cut by emitting
+    less (loops kept as loops where unrolling does not pay, bodies shared between kernels), not by
+    weaker passes.
+    """
     with LLVM_LOCK:
         mod = llvm.parse_assembly(ir_text)
         mod.verify()
@@ -33,9 +45,10 @@ def optimise(ir_text: str) -> llvm.ModuleRef:
 
 @dataclass
 class CompiledModule:
+    """A module's object code loaded into its own MCJIT engine (none when it has no kernels)."""
+
     name: str
-    ir_text: str
-    symbols: tuple[str, ...]
+    entry: Entry
     cache_status: str = "off"
     times: dict[str, float] = field(default_factory=dict)
     addresses: dict[str, int] = field(default_factory=dict)
@@ -44,6 +57,14 @@ class CompiledModule:
     _optimised: llvm.ModuleRef | None = field(default=None, repr=False)
     _optimized_ir: str | None = field(default=None, repr=False)
     _asm: str | None = field(default=None, repr=False)
+
+    @property
+    def ir_text(self) -> str:
+        return self.entry.ir_text
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self.entry.symbols
 
     @property
     def optimized_ir(self) -> str:
@@ -66,40 +87,36 @@ class CompiledModule:
         return self._optimised
 
 
-def compile_module(name: str, ir_text: str, symbols: tuple[str, ...], cache: ObjectCache | None) -> CompiledModule:
-    """Compile (or fetch from `cache`) and load the module; `symbols` are the kernels to look up."""
-    cm = CompiledModule(name, ir_text, symbols)
-    if not symbols:                                   # nothing native: no engine needed
-        cm.cache_status = "not needed (no kernels)"
+def build_object(name: str, ir_text: str, symbols: tuple[str, ...], times: dict[str, float]) -> bytes:
+    """Optimise and emit object code for `ir_text`; every one of `symbols` must survive."""
+    t = time.perf_counter()
+    mod = optimise(ir_text)
+    times["optimise"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with LLVM_LOCK:
+        obj = target_machine().emit_object(mod)
+    times["codegen"] = time.perf_counter() - t
+    defined = {f.name for f in mod.functions if not f.is_declaration}
+    missing = sorted(set(symbols) - defined)
+    if missing:
+        raise RuntimeError(f"module {name}: the optimised module lost kernel(s) {', '.join(missing)}")
+    return obj
+
+
+def load_module(name: str, entry: Entry, cache_status: str) -> CompiledModule:
+    """Load the entry's object code into a new engine and look up every kernel's address."""
+    cm = CompiledModule(name, entry, cache_status)
+    if not entry.kernels:                             # nothing native: no engine needed
         return cm
-    key = cache_key(ir_text, host())
-    entry, status = (None, "off") if cache is None else cache.load(key)
-    if entry is not None and not set(symbols) <= set(entry.symbols):
-        entry, status = None, "corrupt (kernel symbols missing)"
-    if entry is None:
-        t = time.perf_counter()
-        mod = optimise(ir_text)
-        cm.times["optimise"] = time.perf_counter() - t
-        t = time.perf_counter()
-        with LLVM_LOCK:
-            obj = target_machine().emit_object(mod)
-        cm.times["codegen"] = time.perf_counter() - t
-        defined = tuple(f.name for f in mod.functions if not f.is_declaration)
-        missing = sorted(set(symbols) - set(defined))
-        if missing:
-            raise RuntimeError(f"module {name}: the optimised module lost kernel(s) {', '.join(missing)}")
-        entry = Entry(obj, defined)
-        if cache is not None:
-            cache.store(key, entry)
-        status = {"off": "off", "miss": "miss"}.get(status, f"{status}, recompiled")
-    cm.cache_status = status
     t = time.perf_counter()
     with LLVM_LOCK:
         engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
         obj_ref = llvm.ObjectFileRef.from_data(entry.object_code)
         engine.add_object_file(obj_ref)
         engine.finalize_object()
-        for sym in symbols:                           # every name checked above: none is missing
+        for sym in entry.symbols:
+            # get_function_address on a missing name is a fatal LLVM error; the object's symbols
+            # were checked when it was built, and a cached entry passed its checksum
             addr = engine.get_function_address(sym)
             if not addr:
                 raise RuntimeError(f"module {name}: kernel {sym} has no address after loading")
@@ -107,3 +124,14 @@ def compile_module(name: str, ir_text: str, symbols: tuple[str, ...], cache: Obj
     cm.times["load"] = time.perf_counter() - t
     cm._engine, cm._object = engine, obj_ref
     return cm
+
+
+def compile_module(name: str, ir_text: str, symbols: tuple[str, ...]) -> CompiledModule:
+    """Compile and load IR text written by hand rather than planned from a graph (e.g. the
+    benchmark's FMA-peak kernels); the object cache, keyed by plans, is not used."""
+    times: dict[str, float] = {}
+    obj = build_object(name, ir_text, symbols, times) if symbols else b""
+    entry = Entry(obj, tuple(KernelInfo(s, 0, 0.0) for s in symbols), _ir_text=ir_text)
+    module = load_module(name, entry, "off")
+    module.times = {**times, **module.times}
+    return module

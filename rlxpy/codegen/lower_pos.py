@@ -2,8 +2,9 @@
 
 Channel ch < dim/2 encodes the row, the others the column; within each half, channel 2j is a sine
 and 2j+1 a cosine of position / dim_t[k]. The divisors dim_t are computed here with the
-interpreter's own expression and baked into the module as a table of doubles; llvm.sin/llvm.cos
-call the C library, and the result is rounded to float32 once, as the interpreter does.
+interpreter's own expression and baked into the module as a table of doubles (declared to
+`define` as baked data, so the table is part of the cache key); llvm.sin/llvm.cos call the C
+library, and the result is rounded to float32 once, as the interpreter does.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ def pos_encoding(k: KernelBuilder) -> Kernel:
     feats = dim // 2
     kk = np.arange(feats)
     dim_t = a["temperature"] ** (2 * (kk // 2) / feats)       # as in interp.sine_position_encoding
-    k.define(extent=batch * dim)                              # planes (b, ch) of the output
+    k.define(extent=batch * dim, baked={"dim_t": dim_t})      # planes (b, ch) of the output
     b = k.b
-    table = k.global_table("dim_t", F64, dim_t.tolist())
+    table = k.global_table("dim_t", F64)
     sin, cos = k.intrinsic("llvm.sin", F64), k.intrinsic("llvm.cos", F64)
 
     def encode(index, size, channel):

@@ -12,31 +12,31 @@ import math
 
 import llvmlite.ir as ir
 
-from .emit import I1, Int, KernelBuilder
+from .emit import I1, FunctionBuilder, Int, KernelBuilder
 from .registry import Kernel, lowering
 
 
-def _taps(k: KernelBuilder, o: Int, n: int) -> tuple[tuple[Int, object], tuple[Int, object]]:
+def _taps(k: FunctionBuilder, o: Int, n: Int) -> tuple[tuple[Int, object], tuple[Int, object]]:
     """((index, weight), (index, weight)) of output coordinate `o` along an axis of `n` coarse cells.
 
     Output 2c samples 0.25*cell[c-1] + 0.75*cell[c]; output 2c+1 samples 0.75*cell[c] + 0.25*cell[c+1].
     """
     quarter, three = k.f32(0.25), k.f32(0.75)
-    if isinstance(o, int):
+    if isinstance(o, int) and isinstance(n, int):
         c = o // 2
         if o % 2 == 0:
             return (max(c - 1, 0), quarter), (c, three)
         return (c, three), (min(c + 1, n - 1), quarter)
     b = k.b
     c = k.div(o, 2)
-    odd = b.trunc(o, I1)
+    odd = b.trunc(k.i64(o), I1)
     first = b.select(odd, k.i64(c), k.i64(k.max(k.sub(c, 1), 0)))
-    second = b.select(odd, k.i64(k.min(k.add(c, 1), n - 1)), k.i64(c))
+    second = b.select(odd, k.i64(k.min(k.add(c, 1), k.sub(n, 1))), k.i64(c))
     return (first, b.select(odd, three, quarter)), (second, b.select(odd, quarter, three))
 
 
-def sample_upsampled(k: KernelBuilder, mode: str, coarse: ir.Value, base: Int, oh: Int, ow: Int,
-                     hc: int, wc: int, row_stride: int, col_stride: int) -> ir.Value:
+def sample_upsampled(k: FunctionBuilder, mode: str, coarse: ir.Value, base: Int, oh: Int, ow: Int,
+                     hc: Int, wc: Int, row_stride: Int, col_stride: Int) -> ir.Value:
     """upsample2x(coarse)[oh, ow] for the coarse plane at element offset `base`."""
     if mode == "nearest":
         off = k.add(base, k.add(k.mul(k.div(oh, 2), row_stride), k.mul(k.div(ow, 2), col_stride)))

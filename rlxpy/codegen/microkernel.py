@@ -23,7 +23,7 @@ from typing import Callable
 import llvmlite.ir as ir
 import numpy as np
 
-from .emit import F32, Int, KernelBuilder
+from .emit import F32, FunctionBuilder, Int
 from .isa import VectorISA
 from .simd import counted_loop, fma, splat, transpose, vec, vload, vstore
 
@@ -59,28 +59,30 @@ def choose_tile(isa: VectorISA, n: int) -> TileShape:
     return TileShape(6, 2, isa.lanes)
 
 
-def pack_weights(w: np.ndarray, rows: int) -> np.ndarray:
+def pack_weights(w: np.ndarray, rows: int, overlap: bool = False) -> np.ndarray:
     """A [K, N] weight matrix as consecutive [K, rows] panels of its columns (channels); the last
-    panel has N % rows columns when rows does not divide N. Flat float32."""
+    panel has N % rows columns when rows does not divide N, or with `overlap` (and N > rows) it
+    holds the last `rows` columns, overlapping the panel before it. Flat float32."""
     kdim, n = w.shape
     full = n // rows
     parts = []
     if full:
         parts.append(np.ascontiguousarray(w[:, :full * rows].reshape(kdim, full, rows).transpose(1, 0, 2)).ravel())
     if n % rows:
-        parts.append(np.ascontiguousarray(w[:, full * rows:]).ravel())
+        parts.append(np.ascontiguousarray(w[:, n - rows if overlap and full else full * rows:]).ravel())
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
-def pack_pixels(k: KernelBuilder, x: ir.Value, row_offsets: list[Int], kdim: int, panel: ir.Value,
-                column: int, width: int, lanes: int, consecutive: bool) -> None:
+def pack_pixels(k: FunctionBuilder, x: ir.Value, row_offsets: list[Int], kdim: Int, panel: ir.Value,
+                column: Int, width: int, lanes: int, consecutive: bool, leftover: bool = True) -> None:
     """Copy `lanes` channels-last rows of x (each `kdim` long, at `row_offsets`) into the panel as
     columns column..column+lanes-1 of its [kdim][width] layout.
 
     `consecutive`: the rows follow each other in x, so one base offset addresses them all.
+    `leftover`: for a `kdim` known only at run time, whether kdim % lanes may be nonzero.
     """
     b = k.b
-    chunks = kdim // lanes
+    chunks = k.div(kdim, lanes)
     align = lanes * 4
 
     def row(j: int, kk: Int) -> Int:
@@ -88,27 +90,36 @@ def pack_pixels(k: KernelBuilder, x: ir.Value, row_offsets: list[Int], kdim: int
             return k.add(row_offsets[0], k.add(k.mul(j, kdim), kk))
         return k.add(row_offsets[j], kk)
 
-    if chunks:
+    def one_channel(kk: Int) -> None:                # gathered lane by lane
+        v = ir.Constant(vec(lanes), ir.Undefined)
+        for j in range(lanes):
+            v = b.insert_element(v, k.load(x, row(j, kk)), ir.Constant(ir.IntType(32), j))
+        vstore(k, v, panel, k.add(k.mul(kk, width), column), align=align)
+
+    if not isinstance(chunks, int) or chunks:
         with k.loop(0, chunks, name="pk") as c:
             k0 = k.mul(c, lanes)
             block = transpose(k, [vload(k, x, row(j, k0), lanes) for j in range(lanes)])
             base = k.add(k.mul(k0, width), column)
             for kk, v in enumerate(block):
                 vstore(k, v, panel, k.add(base, kk * width), align=align)
-    for kk in range(chunks * lanes, kdim):           # K % lanes leftover channels, one by one
-        v = ir.Constant(vec(lanes), ir.Undefined)
-        for j in range(lanes):
-            v = b.insert_element(v, k.load(x, row(j, kk)), ir.Constant(ir.IntType(32), j))
-        vstore(k, v, panel, kk * width + column, align=align)
+    if isinstance(kdim, int):
+        for kk in range(chunks * lanes, kdim):       # K % lanes leftover channels, one by one
+            one_channel(kk)
+    elif leftover:
+        with k.loop(k.mul(chunks, lanes), kdim, name="pl") as kk:
+            one_channel(kk)
 
 
-def register_tile(k: KernelBuilder, kdim: int, shape: TileShape, rows: int, init: list[list[ir.Value]],
+def register_tile(k: FunctionBuilder, kdim: Int, shape: TileShape, rows: int, init: list[list[ir.Value]],
                   scalar: Callable[[Int, int], ir.Value], vector: Callable[[Int, int], ir.Value],
-                  each_iteration: Callable[[ir.Value], None] | None = None) -> list[list[ir.Value]]:
+                  each_iteration: Callable[[ir.Value], None] | None = None,
+                  remainder: bool = True) -> list[list[ir.Value]]:
     """acc[r][v] = init[r][v] + sum over k < kdim of scalar(k, r) * vector(k, v), summed in k order
     with one FMA per step; `rows` <= shape.rows (a remainder tile). `scalar(k, r)` loads the float
     broadcast to row r, `vector(k, v)` the v-th vector of `lanes` columns. `each_iteration(i)`
-    emits extra work (a prefetch) into iteration i of the unrolled k loop."""
+    emits extra work (a prefetch) into iteration i of the unrolled k loop. `remainder`: for a
+    `kdim` known only at run time, whether kdim % UNROLL may be nonzero."""
     lanes, vecs = shape.lanes, shape.vecs
 
     def step(kk: Int, acc: list[ir.Value]) -> list[ir.Value]:
@@ -128,9 +139,14 @@ def register_tile(k: KernelBuilder, kdim: int, shape: TileShape, rows: int, init
         return acc
 
     flat = [a for row in init for a in row]
-    flat = counted_loop(k, kdim // UNROLL, flat, unrolled, name="kk")
-    for kk in range(kdim - kdim % UNROLL, kdim):
-        flat = step(kk, flat)
+    trips = k.div(kdim, UNROLL)
+    flat = counted_loop(k, trips, flat, unrolled, name="kk")
+    if isinstance(kdim, int):
+        for kk in range(kdim - kdim % UNROLL, kdim):
+            flat = step(kk, flat)
+    elif remainder:
+        done = k.mul(trips, UNROLL)
+        flat = counted_loop(k, k.rem(kdim, UNROLL), flat, lambda i, acc: step(k.add(done, i), acc), name="kr")
     return [flat[r * vecs:(r + 1) * vecs] for r in range(rows)]
 
 
@@ -151,7 +167,7 @@ def zero(lanes: int) -> ir.Constant:
     return ir.Constant(vec(lanes), [ir.Constant(F32, 0.0)] * lanes)
 
 
-def bias_vectors(k: KernelBuilder, bias: ir.Value | None, channel0: Int, rows: int, shape: TileShape) -> list[list[ir.Value]]:
+def bias_vectors(k: FunctionBuilder, bias: ir.Value | None, channel0: Int, rows: int, shape: TileShape) -> list[list[ir.Value]]:
     """The accumulators' start: each channel's bias in every lane (or zero)."""
     if bias is None:
         return [[zero(shape.lanes)] * shape.vecs for _ in range(rows)]

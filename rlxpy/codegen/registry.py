@@ -10,6 +10,15 @@ handle this particular node it raises `Unsupported(reason)` BEFORE defining its 
 rule for the op is tried, and when none is left the node runs on the interpreter and the
 executable's report gives the reason. Rules of one op are tried in descending priority, so a
 specialised fast variant can be put in front of the generic rule without touching it.
+
+A rule runs in two modes (see `lower`). To plan, the backend runs it up to `k.define(extent,
+constants, baked)`, which records its arguments and stops the rule there: what the rule decided
+until then (decline or not, which constants it prepared) is cheap, and together with the node and
+the host it determines the code, so it keys the object cache without any IR being built. Only on a
+cache miss does the chosen rule run again, to the end, emitting its function. So everything
+before `define` must depend only on the node, its constant operands and the host, the same way
+every time, and a rule whose CODE depends on constant values (a table baked into the module, not
+passed by pointer) declares that data in `define(baked=...)`, which puts it into the key.
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ class Kernel:
     It computes the iterations [begin, end) of its outermost parallel loop, which has `extent`
     iterations, so the runtime may split that range across threads. `cost` estimates the work of one
     iteration (in flops or elements) to decide whether splitting pays. `constants` are extra
-    read-only arrays the rule prepared at compile time (packed weights, tables), passed by pointer
-    after the operands: their values are not in the code, so they do not change the cache key.
+    read-only arrays the rule prepared at compile time (packed weights), passed by pointer after
+    the operands: their values are not in the code, so they do not change the cache key (their
+    shapes do).
     """
 
     symbol: str
