@@ -28,9 +28,9 @@ def debug_level() -> int:
 def cache_dir() -> Path:
     env = os.environ.get("RLXPY_CACHE_DIR")
     if env:
-        return Path(env)
+        return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "rlxpy"
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "rlxpy"
 
 
 def vector_lanes() -> int | None:

@@ -25,6 +25,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import config
+
 MAGIC = b"RLXPYOBJ"
 FORMAT = 2
 HEADER = struct.Struct("<8sI32sQ32s")          # magic, format, key, payload length, payload sha256
@@ -33,12 +35,7 @@ SUFFIX = ".rlxobj"
 
 def default_cache_dir() -> Path:
     """$RLXPY_CACHE_DIR, else $XDG_CACHE_HOME/rlxpy, else ~/.cache/rlxpy."""
-    env = os.environ.get("RLXPY_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "rlxpy"
+    return config.cache_dir()
 
 
 def entry_key(module_key: str) -> str:

@@ -8,23 +8,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
-from ..errors import RlxError
+from .. import config
 
 
-def debug_level() -> int:
-    text = os.environ.get("RLXPY_DEBUG", "").strip()
-    if not text:
-        return 0
-    try:
-        level = int(text)
-    except ValueError:
-        level = -1
-    if level < 0:
-        raise RlxError(f"RLXPY_DEBUG={text!r}: expected a level 0, 1, 2 or 3")
-    return level
+debug_level = config.debug_level
 
 
 def emit(text: str) -> None:

@@ -10,9 +10,9 @@ has is always legal, which is what lets tests force the AVX2 shape on an AVX-512
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from .. import config
 from ..errors import RlxError
 from .target import host
 
@@ -43,12 +43,9 @@ def host_isa() -> VectorISA:
         best = VectorISA(8, 16, False, "avx")
     else:
         best = VectorISA(4, 16, False, "sse")
-    forced = os.environ.get("RLXPY_VECTOR_LANES", "").strip()
-    if not forced:
+    lanes = config.vector_lanes()
+    if lanes is None:
         return best
-    if forced not in ("4", "8", "16"):
-        raise RlxError(f"RLXPY_VECTOR_LANES={forced!r}: expected 4, 8 or 16")
-    lanes = int(forced)
     if lanes > best.lanes:
         raise RlxError(f"RLXPY_VECTOR_LANES={lanes}: this CPU's widest vectors have {best.lanes} float lanes")
     if lanes == best.lanes:
@@ -58,4 +55,4 @@ def host_isa() -> VectorISA:
 
 def identity() -> str:
     """What, beyond the host's features, decides the vector ISA that rules see (for the cache key)."""
-    return f"RLXPY_VECTOR_LANES={os.environ.get('RLXPY_VECTOR_LANES', '').strip()!r}"
+    return f"RLXPY_VECTOR_LANES={config.vector_lanes()!r}"
