@@ -11,6 +11,7 @@ import pytest
 import rlxpy
 from conftest import scaled_error
 from reference import fpn_neck
+from test_fpn_neck import random_case
 from rlxpy import GraphBuilder
 from rlxpy.interp import sine_position_encoding
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir
@@ -46,15 +47,6 @@ def fused_neck(cfg: FpnNeckConfig, params: dict) -> rlxpy.Graph:
         b.output(f"features_{i}", features[i])
         b.output(f"pos_{i}", pos[i])
     return b.build()
-
-
-def random_case(cfg, rng):
-    inputs = {f"x{i}": rng.uniform(-2, 2, cfg.input_shape(i)).astype(np.float32) for i in range(4)}
-    params = {}
-    for j, cin in enumerate(cfg.backbone_channel_list):
-        params[cfg.weight_key(j)] = rng.standard_normal((256, cin, 1, 1), dtype=np.float32) / np.sqrt(cin)
-        params[cfg.bias_key(j)] = rng.standard_normal(256, dtype=np.float32)
-    return inputs, params
 
 
 def check(cfg, rng, **options):
