@@ -8,6 +8,7 @@ RLXPY_TRACEBACK=1 to see one anyway).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..config import traceback_wanted
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         prog = f"rlxpy {args.command}"
         return int(args.run(args) or 0)
+    except BrokenPipeError:                      # e.g. `rlxpy ... | head`: the reader left
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except (RlxError, OSError) as e:
         if traceback_wanted():
             raise
