@@ -2,13 +2,15 @@
 assertions: speed is what the benchmark prints, not what a test asserts."""
 
 import json
+import re
 import sys
 
 import numpy as np
 import pytest
 
 from rlxpy.benchmark import baselines
-from rlxpy.benchmark.peak import calibrate
+from rlxpy.benchmark.peak import CHAINS, _module, calibrate
+from rlxpy.codegen.jit import optimise
 from rlxpy.cli import main
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights
 from rlxpy.interp import evaluate
@@ -122,3 +124,13 @@ def test_fma_peak_runs_the_flops_asked():
     assert peak.run(1e6) > 0
     with pytest.raises(ValueError, match="needs a pool"):
         peak.run(1e6, threads=2)
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+@pytest.mark.parametrize("chains", CHAINS)
+def test_fma_peak_kernel_keeps_every_chain(lanes, chains):
+    # The floor counts `chains` FMAs per iteration: the optimised loop must still do that many
+    # (LLVM once deleted a chain whose constant start was a fixed point of its FMA).
+    text = str(optimise(_module([(lanes, chains)])))
+    fmas = len(re.findall(r"call .*@llvm\.fma\.v\d+f32\(", text))
+    assert fmas > 0 and fmas % chains == 0, f"{fmas} FMAs for {chains} chains"

@@ -2,6 +2,10 @@
 
 The kernel runs `chains` independent chains of `llvm.fma` on `<lanes x float>` vectors: with more
 chains in flight than FMA latency x FMA units, nothing waits, so its rate is the core's peak. The
+multiplier, the addend and the chains' start values are run-time arguments: with constants, LLVM
+proved a chain whose start is a fixed point of its FMA (1.0 * 0.9999999 + 1e-7 rounds to 1.0)
+loop-invariant and deleted it, so the kernel did 11 chains' work while 12 were counted and the
+floor came out ~9% too fast. The
 calibration tries 8-lane vectors (AVX2) and, when the host has AVX-512, 16-lane ones, with several
 chain counts, and keeps the fastest. `FmaPeak.run(flops, threads)` then does `flops` worth of FMAs
 split over `threads` threads at once (as the kernels under test run), so its time is the FMA floor
@@ -33,35 +37,46 @@ def _module(variants: list[tuple[int, int]]) -> str:
         vt = ir.VectorType(F32, lanes)
         name = f"llvm.fma.v{lanes}f32"
         fma = m.globals.get(name) or ir.Function(m, ir.FunctionType(vt, [vt] * 3), name)
-        fn = ir.Function(m, ir.FunctionType(F32, [I64]), f"fma_peak_{lanes}x{chains}")
+        # (iterations, start, mul, add): chain c starts at start + c
+        fn = ir.Function(m, ir.FunctionType(F32, [I64, F32, F32, F32]), f"fma_peak_{lanes}x{chains}")
         entry = fn.append_basic_block("entry")
         loop = fn.append_basic_block("loop")
         done = fn.append_basic_block("done")
         b = ir.IRBuilder(entry)
+        n, start, mul1, add1 = fn.args
+        mul, add = _splat(b, mul1, lanes), _splat(b, add1, lanes)
+        starts = [_splat(b, b.fadd(start, ir.Constant(F32, float(c))), lanes) for c in range(chains)]
         b.branch(loop)
         b.position_at_end(loop)
         i = b.phi(I64)
         i.add_incoming(ir.Constant(I64, 0), entry)
-        # acc = acc * 0.9999999 + 1e-7 stays near its start: no overflow, no denormals
-        mul = ir.Constant(vt, [ir.Constant(F32, 0.9999999)] * lanes)
-        add = ir.Constant(vt, [ir.Constant(F32, 1e-7)] * lanes)
         accs = []
         for c in range(chains):
             p = b.phi(vt)
-            p.add_incoming(ir.Constant(vt, [ir.Constant(F32, 1.0 + c)] * lanes), entry)
+            p.add_incoming(starts[c], entry)
             accs.append(p)
         new = [b.call(fma, [a, mul, add]) for a in accs]
         for p, v in zip(accs, new):
             p.add_incoming(v, loop)
         nxt = b.add(i, ir.Constant(I64, 1))
         i.add_incoming(nxt, loop)
-        b.cbranch(b.icmp_signed("<", nxt, fn.args[0]), loop, done)
+        b.cbranch(b.icmp_signed("<", nxt, n), loop, done)
         b.position_at_end(done)
         total = new[0]
         for v in new[1:]:
             total = b.fadd(total, v)
         b.ret(b.extract_element(total, ir.Constant(ir.IntType(32), 0)))
     return str(m)
+
+
+def _splat(b: ir.IRBuilder, x: ir.Value, lanes: int) -> ir.Value:
+    v = b.insert_element(ir.Constant(ir.VectorType(F32, lanes), ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+    return b.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+
+# acc = acc * MUL + ADD stays near its start: no overflow, no denormals
+START, MUL, ADD = 1.0, 0.9999999, 1e-7
+KernelType = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_float)
 
 
 @dataclass
@@ -97,6 +112,10 @@ class FmaPeak:
         return time.perf_counter() - start
 
 
+def _bind(kernel):
+    return lambda iterations: kernel(iterations, START, MUL, ADD)
+
+
 def calibrate(seconds: float = 0.02) -> FmaPeak:
     """Measure every (lanes, chains) variant this host runs on one core and keep the fastest."""
     lanes_options = [8] + ([16] if host_isa().lanes >= 16 else [])
@@ -105,7 +124,7 @@ def calibrate(seconds: float = 0.02) -> FmaPeak:
     module = compile_module("fma_peak", _module(variants), symbols)
     best = None
     for (lanes, chains), sym in zip(variants, symbols):
-        fn = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.c_int64)(module.addresses[sym])
+        fn = _bind(KernelType(module.addresses[sym]))
         fn(1000)
         iterations = 1 << 16
         while True:                                   # grow to about `seconds` of work
