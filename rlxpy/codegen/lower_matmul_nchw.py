@@ -13,7 +13,9 @@ channels runs the register tile over it (see `microkernel`), whose accumulators 
 bias; the epilogue adds the upsampled coarse operand, applies the factor and stores each channel's
 vectors straight into its NCHW plane: with streaming (non-temporal) stores when the output is
 large and aligned, since nothing reads it soon. While a tile computes, the next tile's input rows
-are prefetched, one cache line per k iteration. A tile that is not full (the last of an image) or
+are prefetched, one cache line per k iteration, and each channel block prefetches the coarse lines
+the next block's epilogue adds (measured: level 0 of the base_plus neck at 1024, nearest, ~10%
+faster on one thread). A tile that is not full (the last of an image) or
 whose vectors are not each within one image row (width W not a multiple of the vector) takes the
 scalar epilogue: it spills the tile and walks its valid pixels one by one.
 
@@ -201,10 +203,19 @@ def _emit_body(f: FunctionBuilder, v: Variant) -> None:
                     pack(True)
                 with otherwise:
                     pack(False)
-        up = _vector_upsampler(f, mode, coarse, p0, width_px, hc, wc, shape) if v.vector_epilogue else None
+        up, up_reads = (_vector_upsampler(f, mode, coarse, p0, width_px, hc, wc, shape) if v.vector_epilogue
+                        else (None, None))
 
         def block(channel0: Int, nrows: int, weights_at: Int, fetch=None) -> None:
             init = bias_vectors(f, bias, channel0, nrows, shape)
+            if up_reads is not None:
+                # The next block's coarse lines, while this block computes: its planes lie a
+                # plane apart (beyond what the hardware prefetchers follow) and the first read of
+                # each line comes from memory. (A last block fetches its own lines again.)
+                following = f.add(plane0, f.min(f.add(channel0, nrows), n - nrows))
+                for r in range(nrows):
+                    for at in up_reads(f.add(following, r)):
+                        prefetch(f, coarse, at)
             acc = register_tile(
                 f, kdim, shape, nrows, init,
                 scalar=lambda kk, r: f.load(wpack, f.add(weights_at, f.add(f.mul(kk, nrows), r))),
@@ -291,7 +302,7 @@ def _vector_upsampler(k: FunctionBuilder, mode: str, coarse: ir.Value | None, p0
     """up(plane, v): the upsampled coarse values of vector v of this tile in output plane `plane`,
     or None. Valid when every vector lies within one image row at an even column (W % lanes == 0)."""
     if mode == "none":
-        return None
+        return None, None
     lanes, b = shape.lanes, k.b
     half = lanes // 2
     pairs = [i // 2 for i in range(lanes)]                 # [0, 0, 1, 1, ...]
@@ -306,7 +317,11 @@ def _vector_upsampler(k: FunctionBuilder, mode: str, coarse: ir.Value | None, p0
         def nearest(plane: Int, v: int) -> ir.Value:
             coarse_half = vload(k, coarse, k.add(k.mul(plane, k.mul(hc, wc)), offsets[v]), half)
             return shuffle(k, coarse_half, None, pairs)
-        return nearest
+
+        def nearest_reads(plane: Int) -> list[Int]:
+            base = k.mul(plane, k.mul(hc, wc))
+            return [k.add(base, o) for o in offsets] + [k.add(base, k.add(offsets[-1], half - 1))]
+        return nearest, nearest_reads
 
     # bilinear, align_corners=False, exact x2: per output row two coarse rows (weights a0, a1), per
     # output column two coarse columns (1/4, 3/4 alternating); rows first, as the interpreter does
@@ -351,4 +366,12 @@ def _vector_upsampler(k: FunctionBuilder, mode: str, coarse: ir.Value | None, p0
         first = shuffle(k, ext, None, first_idx)
         second = shuffle(k, ext, None, second_idx)
         return b.fadd(b.fmul(w_first, first), b.fmul(w_second, second))
-    return bilinear
+
+    def bilinear_reads(plane: Int) -> list[Int]:
+        base = k.mul(plane, k.mul(hc, wc))
+        out = []
+        for r0, r1, _, _, _, _, j0, left, right in taps:
+            out += [k.add(base, k.add(r0, left)), k.add(base, k.add(r0, right)),
+                    k.add(base, k.add(r1, left)), k.add(base, k.add(r1, right))]
+        return out
+    return bilinear, bilinear_reads
