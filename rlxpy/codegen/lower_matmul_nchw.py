@@ -8,15 +8,12 @@ any factor. Anything else is declined with the reason (the generic rule then run
 executable's report shows why).
 
 The parallel loop runs over tiles of `width` consecutive pixels of one image (B * ceil(H*W /
-width) of them), or, for an upsampling level whose rows hold whole half-tiles, of two image rows of
-width/2 pixels (`pair_rows_fit`). For each tile: its pixels are packed into a [K][width] panel, then every panel of
+width) of them). For each tile: its pixels are packed into a [K][width] panel, then every panel of
 channels runs the register tile over it (see `microkernel`), whose accumulators start from the
 bias; the epilogue adds the upsampled coarse operand, applies the factor and stores each channel's
 vectors straight into its NCHW plane: with streaming (non-temporal) stores when the output is
 large and aligned, since nothing reads it soon. While a tile computes, the next tile's input rows
-are prefetched, one cache line per k iteration, and each channel block prefetches the coarse lines
-the next block's epilogue adds (measured: level 0 of the base_plus neck at 1024, nearest, ~10%
-faster on one thread). A tile that is not full (the last of an image) or
+are prefetched, one cache line per k iteration. A tile that is not full (the last of an image) or
 whose vectors are not each within one image row (width W not a multiple of the vector) takes the
 scalar epilogue: it spills the tile and walks its valid pixels one by one.
 
@@ -91,14 +88,12 @@ class Variant:
     k_rest: bool                   # K % UNROLL may be nonzero
     k_lanes_rest: bool             # K % lanes may be nonzero
     spread: bool                   # prefetches spread over the k loop (else a burst per block)
-    pair_rows: bool = False        # a tile is 2 image rows x width/2 pixels (see `tile_runs`)
 
     @property
     def name(self) -> str:
         s = self.shape
-        flags = "".join(c for c, on in zip("vfsrlp2", (self.vector_epilogue, self.always_full, self.streaming,
-                                                       self.k_rest, self.k_lanes_rest, self.spread,
-                                                       self.pair_rows)) if on)
+        flags = "".join(c for c, on in zip("vfsrlp", (self.vector_epilogue, self.always_full, self.streaming,
+                                                      self.k_rest, self.k_lanes_rest, self.spread)) if on)
         return (f"rlx.nchw_body.{s.rows}x{s.vecs}x{s.lanes}.n{self.n}.{self.mode}"
                 f"{'.bias' if self.bias else ''}.f{self.factor.hex()}.{flags or '-'}")
 
@@ -114,11 +109,6 @@ class Variant:
             return full + 1, 0, True
         return full, rest, False
 
-    @property
-    def runs(self) -> int:
-        """Runs of consecutive pixels in a tile: 2 for a pair of rows, else 1."""
-        return 2 if self.pair_rows else 1
-
     def params(self) -> list[tuple[str, ir.Type]]:
         pointers = ["out", "x", "wpack"] + (["bias"] if self.bias else []) + \
             (["coarse"] if self.mode != "none" else []) + ["panel"]
@@ -126,24 +116,10 @@ class Variant:
                 + ([("stream", I1)] if self.streaming else []))
 
 
-def _prefetch_per_block(kdim: Int, shape: TileShape, blocks: int, runs: int, f: FunctionBuilder | None = None) -> Int:
-    """Cache lines of the next tile's input each channel block prefetches: the blocks are shared
-    out among the tile's runs of consecutive pixels, each run's lines among its blocks."""
-    div = f.ceil_div if f is not None else (lambda a, b: -(-a // b))
-    mul = f.mul if f is not None else (lambda a, b: a * b)
-    lines = div(mul(shape.width // runs, kdim), 16)
-    return div(lines, -(-max(blocks, 1) // runs))
-
-
-def pair_rows_fit(mode: str, height: int, width_px: int, shape: TileShape) -> bool:
-    """Whether a tile can be 2 image rows x width/2 pixels: the upsample-add then reads each coarse
-    line once for both rows instead of twice a row of tiles apart (measured: level 0 of the
-    base_plus neck at 1024, nearest, 3-4% faster on
-    one and two threads). Needs an even vector count, whole tiles and a
-    vector epilogue."""
-    half = shape.width // 2
-    return (mode != "none" and shape.vecs % 2 == 0 and height % 2 == 0 and width_px % half == 0
-            and half % shape.lanes == 0)
+def _prefetch_per_block(kdim: int, shape: TileShape, blocks: int) -> int:
+    """Cache lines of the next tile's input each channel block prefetches."""
+    lines = -(-shape.width * kdim // 16)
+    return -(-lines // max(blocks, 1))
 
 
 @lowering("fused_matmul", priority=10, name="nchw_microkernel")
@@ -158,10 +134,9 @@ def fused_matmul_nchw(k: KernelBuilder) -> Kernel:
     v = Variant(shape, n, attrs["upsample"], attrs["bias"], float(attrs["factor"]),
                 vector_epilogue=attrs["upsample"] == "none" or width_px % lanes == 0,
                 always_full=hw % shape.width == 0, streaming=hw % lanes == 0,
-                k_rest=kdim % UNROLL != 0, k_lanes_rest=kdim % lanes != 0, spread=False,
-                pair_rows=pair_rows_fit(attrs["upsample"], height, width_px, shape))
+                k_rest=kdim % UNROLL != 0, k_lanes_rest=kdim % lanes != 0, spread=False)
     blocks, _, overlap = v.blocks
-    v = replace(v, spread=_prefetch_per_block(kdim, shape, blocks, v.runs) <= loop_iterations(kdim))
+    v = replace(v, spread=_prefetch_per_block(kdim, shape, blocks) <= loop_iterations(kdim))
     packed = pack_weights(w.reshape(kdim, n), shape.rows, overlap)
     k.define(extent=batch * tile_count(hw, shape), constants=[packed])
 
@@ -201,33 +176,15 @@ def _emit_body(f: FunctionBuilder, v: Variant) -> None:
     hc, wc = f.div(height, 2), f.div(width_px, 2)
     spill = f.alloca(F32, rows * tw, "spill") if not (v.vector_epilogue and v.always_full) else None
 
-    runs = v.runs
-    per_run = vecs // runs                                  # vectors in a run of pixels
-
-    def tile_pixels(q: Int) -> list[Int]:
-        """The first pixel (within its image) of each vector of tile q of an image."""
-        if not v.pair_rows:
-            return [f.add(f.mul(q, tw), i * lanes) for i in range(vecs)]
-        across = f.div(width_px, tw // 2)                   # tiles across a pair of rows
-        row0 = f.mul(f.div(q, across), 2)
-        col0 = f.mul(f.rem(q, across), tw // 2)
-        return [f.add(f.mul(f.add(row0, i // per_run), width_px), f.add(col0, (i % per_run) * lanes))
-                for i in range(vecs)]
-
     with f.loop(a["lo"], a["hi"], name="t") as t:
         img = f.div(t, tiles)
-        q = f.rem(t, tiles)
-        p0 = f.mul(q, tw)                                   # pixels before this tile (row tiles)
-        pixels = tile_pixels(q)
+        p0 = f.mul(f.rem(t, tiles), tw)
         x_img = f.mul(img, hw)                              # first pixel of this image in x
         plane0 = f.mul(img, n)                              # first channel plane of this image
 
         def pack(full: bool) -> None:
             with f.loop(0, vecs, name="g") as g:
-                if full and v.pair_rows:                   # vector g: row g // per_run of the pair
-                    first = f.add(pixels[0], f.add(f.mul(f.div(g, per_run), width_px), f.mul(f.rem(g, per_run), lanes)))
-                    offs = [f.mul(f.add(x_img, first), kdim)]
-                elif full:
+                if full:
                     offs = [f.mul(f.add(x_img, f.add(p0, f.mul(g, lanes))), kdim)]
                 else:                                       # clamp to the image's last pixel
                     offs = [f.mul(f.add(x_img, f.min(f.add(p0, f.add(f.mul(g, lanes), j)), f.sub(hw, 1))), kdim)
@@ -244,19 +201,10 @@ def _emit_body(f: FunctionBuilder, v: Variant) -> None:
                     pack(True)
                 with otherwise:
                     pack(False)
-        up, up_reads = (_vector_upsampler(f, mode, coarse, pixels, width_px, hc, wc, shape) if v.vector_epilogue
-                        else (None, None))
+        up = _vector_upsampler(f, mode, coarse, p0, width_px, hc, wc, shape) if v.vector_epilogue else None
 
         def block(channel0: Int, nrows: int, weights_at: Int, fetch=None) -> None:
             init = bias_vectors(f, bias, channel0, nrows, shape)
-            if up_reads is not None:
-                # The next block's coarse lines, while this block computes: its planes lie a
-                # plane apart (beyond what the hardware prefetchers follow) and the first read of
-                # each line comes from memory. (A last block fetches its own lines again.)
-                following = f.add(plane0, f.min(f.add(channel0, nrows), n - nrows))
-                for r in range(nrows):
-                    for at in up_reads(f.add(following, r)):
-                        prefetch(f, coarse, at)
             acc = register_tile(
                 f, kdim, shape, nrows, init,
                 scalar=lambda kk, r: f.load(wpack, f.add(weights_at, f.add(f.mul(kk, nrows), r))),
@@ -273,7 +221,7 @@ def _emit_body(f: FunctionBuilder, v: Variant) -> None:
                             val = b.fadd(val, up(plane, i))
                         if factor != 1.0:
                             val = b.fmul(val, constant_vector([factor] * lanes))
-                        stores.append((val, f.add(f.mul(plane, hw), pixels[i])))
+                        stores.append((val, f.add(f.mul(plane, hw), f.add(p0, i * lanes))))
                 if not v.streaming:
                     for val, at in stores:
                         vstore(f, val, out, at)
@@ -320,24 +268,11 @@ def _emit_body(f: FunctionBuilder, v: Variant) -> None:
         # prefetches would take the fill buffers the streaming stores need), so they are in cache
         # when the next pack reads them. Past the last tile that points beyond x: harmless for a
         # prefetch, and cheaper than clamping every address in the k loop.
-        # With a pair of rows, the first half of the blocks fetch the next tile's first run, the
-        # rest its second.
-        if v.pair_rows:
-            following = tile_pixels(f.add(q, 1))
-            next_runs = [f.mul(f.add(x_img, following[r * per_run]), kdim) for r in range(runs)]
-        else:
-            next_runs = [f.mul(f.add(f.add(x_img, p0), tw), kdim)]
-        per_block = _prefetch_per_block(kdim, shape, blocks, runs, f)
-        per_run_blocks = -(-max(blocks, 1) // runs)
+        next_rows = f.mul(f.add(f.add(x_img, p0), tw), kdim)
+        per_block = f.ceil_div(f.ceil_div(f.mul(tw, kdim), 16), max(blocks, 1))
         if blocks:
             with f.loop(0, blocks, name="blk") as blk:
-                if runs == 1:
-                    first_line = f.add(next_runs[0], f.mul(f.mul(blk, per_block), 16))
-                else:
-                    second = b.icmp_unsigned(">=", f.i64(blk), f.i64(per_run_blocks))
-                    start = b.select(second, f.i64(next_runs[1]), f.i64(next_runs[0]))
-                    index = b.select(second, f.i64(f.sub(blk, per_run_blocks)), f.i64(blk))
-                    first_line = f.add(start, f.mul(f.mul(index, per_block), 16))
+                first_line = f.add(next_rows, f.mul(f.mul(blk, per_block), 16))
                 if not v.spread:
                     with f.loop(0, per_block, name="pf") as i:
                         prefetch(f, x, f.add(first_line, f.mul(i, 16)))
@@ -351,19 +286,18 @@ def _emit_body(f: FunctionBuilder, v: Variant) -> None:
             block(blocks * rows, rest, f.mul(blocks * rows, kdim))
 
 
-def _vector_upsampler(k: FunctionBuilder, mode: str, coarse: ir.Value | None, pixels: list[Int], width_px: Int,
+def _vector_upsampler(k: FunctionBuilder, mode: str, coarse: ir.Value | None, p0: Int, width_px: Int,
                       hc: Int, wc: Int, shape: TileShape):
-    """(up, reads): up(plane, v) is the upsampled coarse values of vector v of this tile (which
-    starts at pixel pixels[v]) in output plane `plane`; reads(plane) the coarse offsets it reads
-    there (to prefetch). (None, None) without an upsample. Valid when every vector lies within
-    one image row at an even column (W % lanes == 0)."""
+    """up(plane, v): the upsampled coarse values of vector v of this tile in output plane `plane`,
+    or None. Valid when every vector lies within one image row at an even column (W % lanes == 0)."""
     if mode == "none":
-        return None, None
+        return None
     lanes, b = shape.lanes, k.b
     half = lanes // 2
     pairs = [i // 2 for i in range(lanes)]                 # [0, 0, 1, 1, ...]
     where = []
-    for p in pixels:                                       # per vector: row and first column
+    for v in range(shape.vecs):                            # per vector: row and first column
+        p = k.add(p0, v * lanes)
         where.append((k.div(p, width_px), k.rem(p, width_px)))
 
     if mode == "nearest":
@@ -372,11 +306,7 @@ def _vector_upsampler(k: FunctionBuilder, mode: str, coarse: ir.Value | None, pi
         def nearest(plane: Int, v: int) -> ir.Value:
             coarse_half = vload(k, coarse, k.add(k.mul(plane, k.mul(hc, wc)), offsets[v]), half)
             return shuffle(k, coarse_half, None, pairs)
-
-        def nearest_reads(plane: Int) -> list[Int]:
-            base = k.mul(plane, k.mul(hc, wc))
-            return [k.add(base, o) for o in offsets] + [k.add(base, k.add(offsets[-1], half - 1))]
-        return nearest, nearest_reads
+        return nearest
 
     # bilinear, align_corners=False, exact x2: per output row two coarse rows (weights a0, a1), per
     # output column two coarse columns (1/4, 3/4 alternating); rows first, as the interpreter does
@@ -421,12 +351,4 @@ def _vector_upsampler(k: FunctionBuilder, mode: str, coarse: ir.Value | None, pi
         first = shuffle(k, ext, None, first_idx)
         second = shuffle(k, ext, None, second_idx)
         return b.fadd(b.fmul(w_first, first), b.fmul(w_second, second))
-
-    def bilinear_reads(plane: Int) -> list[Int]:
-        base = k.mul(plane, k.mul(hc, wc))
-        out = []
-        for r0, r1, _, _, _, _, j0, left, right in taps:
-            out += [k.add(base, k.add(r0, left)), k.add(base, k.add(r0, right)),
-                    k.add(base, k.add(r1, left)), k.add(base, k.add(r1, right))]
-        return out
-    return bilinear, bilinear_reads
+    return bilinear
