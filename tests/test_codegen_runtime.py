@@ -159,7 +159,7 @@ def test_out_arrays_are_written_in_place(fused_exe, rng):
 def test_interp_target_takes_out_arrays_too(rng):
     exe = rlxpy.compile(build_fpn_neck_ir(CFG), PARAMS)
     inputs = neck_inputs(rng)
-    out = {"features_2": np.zeros(CFG.output_shape(2), np.float32)}
+    out = {"features_2": np.full(CFG.output_shape(2), np.nan, np.float32)}   # any element left unwritten shows
     got = exe.run(inputs, out=out)
     assert got["features_2"] is out["features_2"] and np.array_equal(out["features_2"], exe(**inputs)["features_2"])
 
