@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from rlxpy.benchmark import baselines
+from rlxpy.benchmark import tile_ceiling
 from rlxpy.benchmark.peak import CHAINS, _module, calibrate
+from rlxpy.codegen.isa import host_isa
 from rlxpy.codegen.jit import optimise
 from rlxpy.cli import main
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights
@@ -40,7 +42,7 @@ def test_json(capsys):
     assert doc["gflop"] == pytest.approx(FpnNeckConfig.for_hiera("tiny", 64).flops() / 1e9)
     rows = {r["name"]: r for r in doc["rows"]}
     expected = {"rlxpy llvm (out=)", "rlxpy llvm (fresh)", "rlxpy interp", "numpy naive", "numpy best",
-                "FMA floor (llvmlite calibration)"}
+                "FMA floor (llvmlite calibration)", "register tile alone (in cache)"}
     if baselines.torch_available():
         expected |= {"torch NCHW", "torch channels-last"}
     else:
@@ -50,6 +52,8 @@ def test_json(capsys):
         assert len(r["times_ms"]) == 2 and r["median_ms"] > 0 and r["gflops"] > 0
         if name.startswith("FMA"):
             assert r["x_floor"] == pytest.approx(1.0)
+        elif name.startswith("register tile"):
+            assert r["error"] is None                       # not the neck: checked in its own test
         else:
             assert r["error"] < 1e-5, name               # every row computes the same neck
     assert rows["numpy best"]["vs_numpy_best"] == pytest.approx(1.0)
@@ -134,3 +138,32 @@ def test_fma_peak_kernel_keeps_every_chain(lanes, chains):
     text = str(optimise(_module([(lanes, chains)])))
     fmas = len(re.findall(r"call .*@llvm\.fma\.v\d+f32\(", text))
     assert fmas > 0 and fmas % chains == 0, f"{fmas} FMAs for {chains} chains"
+
+
+def test_tile_ceiling_does_every_pass():
+    # Each pass starts from the last one's results, so after 3 passes from zero the buffer holds
+    # 3 x (weights x panel): a pass LLVM dropped, or a wrong panel index, shows in the numbers.
+    t = tile_ceiling.build(seed=3)
+    assert t.shape.lanes == host_isa().lanes and t.blocks * t.shape.rows <= tile_ceiling.N
+    out = t.new_out()
+    t.call(out, 3)
+    ref = t.reference(3)
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+    assert t.flops_per_pass == 2 * tile_ceiling.K * t.blocks * t.shape.rows * t.shape.width
+
+
+def test_tile_ceiling_runs_on_threads_and_checks_its_buffer():
+    from concurrent.futures import ThreadPoolExecutor
+    t = tile_ceiling.build()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        assert t.run(4 * t.flops_per_pass, threads=2, pool=pool) > 0
+    with pytest.raises(ValueError, match="needs a pool"):
+        t.run(1e6, threads=2)
+    with pytest.raises(ValueError, match="of 1[0-9]+ floats .* with 3 elements"):
+        t.call(np.ones(3, np.float32), 1)
+    size = t.new_out().size
+    shifted = tile_ceiling._aligned(size + 1)[1:]          # 4 bytes past a cache line
+    with pytest.raises(ValueError, match="64-byte aligned"):
+        t.call(shifted, 1)
+    with pytest.raises(ValueError, match="passes must be >= 0"):
+        t.call(t.new_out(), -1)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import RlxError
-from .runner import FLOOR_ROW, BenchResult, SweepPoint
+from .runner import CEILING_ROW, FLOOR_ROW, BenchResult, SweepPoint
 
 
 def header(result: BenchResult) -> str:
@@ -81,7 +81,8 @@ def plot(result: BenchResult, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.4), dpi=100)
     names = [r.name for r in rows][::-1]
     values = [r.median_ms for r in rows][::-1]
-    colors = ["#2a7ab9" if n.startswith("rlxpy llvm") else "#9a9a9a" for n in names]
+    colors = ["#2a7ab9" if n.startswith("rlxpy llvm") else "#d9962b" if n == CEILING_ROW else "#9a9a9a"
+              for n in names]
     ax.barh(names, values, color=colors)
     ax.axvline(floor, color="#c0392b", linestyle="--", linewidth=1.2, label=f"FMA floor {floor:.1f} ms")
     for y, v in enumerate(values):

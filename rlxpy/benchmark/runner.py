@@ -29,11 +29,14 @@ from ..codegen.target import host
 from ..errors import RlxError
 from ..models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights
 from . import baselines
+from . import tile_ceiling
 from .peak import FmaPeak, calibrate
 
 ROWS = ("rlxpy llvm (out=)", "rlxpy llvm (fresh)", "rlxpy interp", "numpy naive", "numpy best",
         "torch NCHW", "torch channels-last")
 FLOOR_ROW = "FMA floor (llvmlite calibration)"
+# The micro-kernel alone, operands in cache (see tile_ceiling): how close the tile itself gets.
+CEILING_ROW = "register tile alone (in cache)"
 # Untimed calls of a row before its timed one (see the module docstring).
 WARM_SECONDS = 0.2
 
@@ -154,6 +157,7 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
                          machine_info(), {"lanes": peak.lanes, "chains": peak.chains,
                                           "per_core_gflops_single": peak.per_core})
     log("compiling")
+    ceiling = tile_ceiling.build()
     graph = build_fpn_neck_ir(cfg)
     exe = rlxpy.compile(graph, params, target="llvm", threads=threads)
     slow = [s for s in exe.steps if s.node.op == "fused_matmul" and s.rule != "nchw_microkernel"]
@@ -182,6 +186,7 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
     flops = cfg.flops()
     times: dict[str, list[float]] = {name: [] for name in runners}
     times[FLOOR_ROW] = []
+    times[CEILING_ROW] = []
     errors: dict[str, float] = {}
     pool = ThreadPoolExecutor(max_workers=threads - 1) if threads > 1 else None
     try:
@@ -190,11 +195,13 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
             for name, fn in runners.items():                  # warm-up, and a check of each row
                 errors[name] = _scaled_error(fn(), reference)
             peak.run(flops, threads, pool)
-            log(f"timing {len(runners) + 1} rows x {repeat} repeats, interleaved")
+            ceiling.run(flops, threads, pool)
+            log(f"timing {len(runners) + 2} rows x {repeat} repeats, interleaved")
             order = list(runners)
-            order.insert(1, FLOOR_ROW)
+            order[1:1] = [FLOOR_ROW, CEILING_ROW]
             calls = dict(runners)
             calls[FLOOR_ROW] = lambda: peak.run(flops, threads, pool)
+            calls[CEILING_ROW] = lambda: ceiling.run(flops, threads, pool)
             for _ in range(repeat):
                 for name in order:
                     times[name].append(settled_time(calls[name]))
@@ -265,4 +272,4 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
     return results
 
 
-__all__ = ["BenchResult", "FLOOR_ROW", "FmaPeak", "ROWS", "Row", "SweepPoint", "machine_info", "run_bench", "run_sweep"]
+__all__ = ["BenchResult", "CEILING_ROW", "FLOOR_ROW", "FmaPeak", "ROWS", "Row", "SweepPoint", "machine_info", "run_bench", "run_sweep"]
