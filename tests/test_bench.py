@@ -140,10 +140,11 @@ def test_fma_peak_kernel_keeps_every_chain(lanes, chains):
     assert fmas > 0 and fmas % chains == 0, f"{fmas} FMAs for {chains} chains"
 
 
-def test_tile_ceiling_does_every_pass():
+@pytest.mark.parametrize("held", tile_ceiling.HELD)
+def test_tile_ceiling_does_every_pass(held):
     # Each pass starts from the last one's results, so after 3 passes from zero the buffer holds
     # 3 x (weights x panel): a pass LLVM dropped, or a wrong panel index, shows in the numbers.
-    t = tile_ceiling.build(seed=3)
+    t = tile_ceiling.build(seed=3, held=held)
     assert t.shape.lanes == host_isa().lanes and t.blocks * t.shape.rows <= tile_ceiling.N
     out = t.new_out()
     t.call(out, 3)
@@ -167,3 +168,5 @@ def test_tile_ceiling_runs_on_threads_and_checks_its_buffer():
         t.call(shifted, 1)
     with pytest.raises(ValueError, match="passes must be >= 0"):
         t.call(t.new_out(), -1)
+    with pytest.raises(ValueError, match="held='both': expected one of none, pixels"):
+        tile_ceiling.build(held="both")

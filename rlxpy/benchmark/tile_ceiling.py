@@ -9,6 +9,11 @@ core (on the AVX-512 Xeon the README quotes, a loop of FMAs whose two operands a
 at ~0.91 of the FMA peak in hand-written assembly, against 1.0 with either operand held in a
 register); the gap between the neck and this row is everything around the tile.
 
+`held="pixels"` builds a variant that loads the pixel vectors once per block and reuses them for
+every k (the wrong product, the same FMAs): what the tile loses to its loads. (Holding the weights
+instead would need 6 more registers than the 32 there are, so LLVM would spill.)
+`python benchmarks/tile_operands.py` prints both against the FMA peak.
+
 The kernel is shaped like the neck's largest level: panels of K = 112 channels by one tile of
 pixels, one weight panel per block of `rows` output channels, N = 256 channels. Each pass over the
 blocks starts its accumulators from the previous pass's results, so every pass depends on the one
@@ -38,7 +43,10 @@ SYMBOL = "tile_ceiling"
 KernelType = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 
 
-def _module(shape: TileShape, blocks: int) -> str:
+HELD = ("none", "pixels")
+
+
+def _module(shape: TileShape, blocks: int, held: str) -> str:
     """void tile_ceiling(float* panel, float* weights, float* out, i64 passes)."""
     m = ir.Module(name="tile_ceiling")
     m.triple = host().triple
@@ -56,10 +64,16 @@ def _module(shape: TileShape, blocks: int) -> str:
             init = [[vload(f, out, f.add(tile, r * width + v * lanes), lanes, align=lanes * 4)
                      for v in range(vecs)] for r in range(rows)]
             wblock = f.mul(blk, K * rows)
-            acc = register_tile(
-                f, K, shape, rows, init,
-                scalar=lambda kk, r: f.load(weights, f.add(wblock, f.add(f.mul(kk, rows), r))),
-                vector=lambda kk, v: vload(f, panel, f.add(f.mul(kk, width), v * lanes), lanes, align=lanes * 4))
+
+            def scalar(kk, r):
+                return f.load(weights, f.add(wblock, f.add(f.mul(kk, rows), r)))
+
+            def vector(kk, v):
+                return vload(f, panel, f.add(f.mul(kk, width), v * lanes), lanes, align=lanes * 4)
+            if held == "pixels":                            # k = 0's pixels for every k
+                first = [vector(0, v) for v in range(vecs)]
+                vector = lambda kk, v: first[v]             # noqa: E731
+            acc = register_tile(f, K, shape, rows, init, scalar=scalar, vector=vector)
             for r in range(rows):
                 for v in range(vecs):
                     vstore(f, acc[r][v], out, f.add(tile, r * width + v * lanes), align=lanes * 4)
@@ -79,6 +93,7 @@ class TileCeiling:
 
     shape: TileShape
     blocks: int
+    held: str
     module: CompiledModule
     panel: np.ndarray                                      # [K][width]
     weights: np.ndarray                                    # blocks x [K][rows]
@@ -111,6 +126,8 @@ class TileCeiling:
         s = self.shape
         w = self.weights.reshape(self.blocks, K, s.rows).astype(np.float64)
         p = self.panel.reshape(K, s.width).astype(np.float64)
+        if self.held == "pixels":
+            p = np.broadcast_to(p[:1], p.shape)
         return passes * np.einsum("bkr,kp->brp", w, p).ravel()
 
     def run(self, flops: float, threads: int = 1, pool: ThreadPoolExecutor | None = None) -> float:
@@ -128,14 +145,16 @@ class TileCeiling:
         return time.perf_counter() - start
 
 
-def build(seed: int = 0) -> TileCeiling:
+def build(seed: int = 0, held: str = "none") -> TileCeiling:
     """Compile the ceiling kernel for this host's tile shape, with random operands."""
+    if held not in HELD:
+        raise ValueError(f"held={held!r}: expected one of {', '.join(HELD)}")
     shape = choose_tile(host_isa(), N)
     blocks = N // shape.rows
-    module = compile_module("tile_ceiling", _module(shape, blocks), (SYMBOL,))
+    module = compile_module("tile_ceiling", _module(shape, blocks, held), (SYMBOL,))
     rng = np.random.default_rng(seed)
     panel = _aligned(K * shape.width)
     panel[:] = rng.uniform(-1, 1, panel.size)
     weights = _aligned(blocks * K * shape.rows)
     weights[:] = rng.uniform(-1, 1, weights.size)
-    return TileCeiling(shape, blocks, module, panel, weights, KernelType(module.addresses[SYMBOL]))
+    return TileCeiling(shape, blocks, held, module, panel, weights, KernelType(module.addresses[SYMBOL]))
