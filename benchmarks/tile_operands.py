@@ -35,16 +35,16 @@ def main() -> None:
     peak = calibrate()
     rows = {"FMA peak (calibration)": lambda: peak.run(flops)}
     labels = {"none": "tile, both operands loaded (as in the neck)", "pixels": "tile, pixels held in registers"}
-    for held in tile_ceiling.HELD:
-        t = tile_ceiling.build(held=held)
-        rows[labels[held]] = (lambda t=t: t.run(flops))
+    tiles = [tile_ceiling.build(held=held) for held in tile_ceiling.HELD]
+    for t in tiles:
+        rows[labels[t.held]] = (lambda t=t: t.run(flops))
     times = {name: [] for name in rows}
     for fn in rows.values():
         fn()
     for _ in range(args.repeat):
         for name, fn in rows.items():
             times[name].append(settled_time(fn))
-    shape = tile_ceiling.build().shape
+    shape = tiles[0].shape
     print(f"{host_isa().describe()}; register tile {shape.rows} x {shape.vecs} vectors, K = {tile_ceiling.K}; "
           f"1 thread, median of {args.repeat}")
     base = statistics.median(times["FMA peak (calibration)"])

@@ -163,7 +163,7 @@ def test_tile_ceiling_runs_on_threads_and_checks_its_buffer():
     with pytest.raises(ValueError, match="of 1[0-9]+ floats .* with 3 elements"):
         t.call(np.ones(3, np.float32), 1)
     size = t.new_out().size
-    shifted = tile_ceiling._aligned(size + 1)[1:]          # 4 bytes past a cache line
+    shifted = aligned_empty((size + 1,))[1:]                # 4 bytes past a cache line
     with pytest.raises(ValueError, match="64-byte aligned"):
         t.call(shifted, 1)
     with pytest.raises(ValueError, match="passes must be >= 0"):

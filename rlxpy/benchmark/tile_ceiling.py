@@ -34,6 +34,7 @@ from ..codegen.emit import FLOAT_PTR, I64, VOID, FunctionBuilder
 from ..codegen.isa import host_isa
 from ..codegen.jit import CompiledModule, compile_module
 from ..codegen.microkernel import TileShape, choose_tile, register_tile
+from ..codegen.plan import aligned_empty
 from ..codegen.simd import vload, vstore
 from ..codegen.target import host
 
@@ -81,12 +82,6 @@ def _module(shape: TileShape, blocks: int, held: str) -> str:
     return str(m)
 
 
-def _aligned(n: int) -> np.ndarray:
-    raw = np.empty(n + 16, np.float32)
-    skip = (-raw.ctypes.data % 64) // 4
-    return raw[skip:skip + n]
-
-
 @dataclass
 class TileCeiling:
     """The compiled ceiling kernel with its operands; `run` times a job of a given flop count."""
@@ -105,7 +100,7 @@ class TileCeiling:
 
     def new_out(self) -> np.ndarray:
         """A result buffer (one per thread: each writes its own) starting at zero."""
-        out = _aligned(self.blocks * self.shape.rows * self.shape.width)
+        out = aligned_empty((self.blocks * self.shape.rows * self.shape.width,))
         out[:] = 0.0
         return out
 
@@ -153,8 +148,8 @@ def build(seed: int = 0, held: str = "none") -> TileCeiling:
     blocks = N // shape.rows
     module = compile_module("tile_ceiling", _module(shape, blocks, held), (SYMBOL,))
     rng = np.random.default_rng(seed)
-    panel = _aligned(K * shape.width)
+    panel = aligned_empty((K * shape.width,))
     panel[:] = rng.uniform(-1, 1, panel.size)
-    weights = _aligned(blocks * K * shape.rows)
+    weights = aligned_empty((blocks * K * shape.rows,))
     weights[:] = rng.uniform(-1, 1, weights.size)
     return TileCeiling(shape, blocks, held, module, panel, weights, KernelType(module.addresses[SYMBOL]))
