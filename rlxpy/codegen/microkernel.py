@@ -52,7 +52,8 @@ def choose_tile(isa: VectorISA, n: int) -> TileShape:
     Three quarters of the register file hold accumulators (24 of 32 zmm, 12 of 16 ymm): enough
     independent FMA chains to cover latency x throughput, with registers left for the pixel vectors
     and a broadcast. With 32 registers, 6 x 4 vectors loads 10 values per 24 FMAs (measured as
-    fast as 8 x 3 and ahead of 12 x 2 and 14 x 2 on the SAM 2 neck); with 16, 6 x 2 (DESIGN.md).
+    fast as 8 x 3 and ahead of 12 x 2 and 14 x 2 on the SAM 2 neck); with 16, 6 x 2 (measurements in
+    docs/performance.md).
     """
     if isa.registers >= 32:
         return TileShape(6, 4, isa.lanes)
