@@ -36,6 +36,9 @@ if path is None:
 
 graph = build_fpn_neck_ir(cfg)                     # params unbound, named by checkpoint keys
 params = load_fpn_neck_weights(path, cfg)          # only the neck's 8 tensors are read
+print(f"read {len(params)} tensors from {path}:")
+for key, value in params.items():
+    print(f"  {key:<40} {list(value.shape)}")
 exe = rlxpy.compile(graph, params=params, target="interp")
 
 rng = np.random.default_rng(0)
@@ -44,4 +47,4 @@ t = time.perf_counter()
 out = exe(**stages)                                 # BHWC in, NCHW out, fine -> coarse
 print(f"{cfg.describe()}: ran in {(time.perf_counter() - t) * 1e3:.1f} ms")
 for name, value in out.items():
-    print(f"  {name:<11} {list(value.shape)}  mean {value.mean():+.5f}")
+    print(f"  {name:<11} {str(list(value.shape)):<17} mean {value.mean():+.5f}  std {value.std():.5f}")
