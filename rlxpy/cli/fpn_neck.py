@@ -13,7 +13,8 @@ from ..errors import RlxError
 from ..ir.textio import save_graph
 from ..models.sam2 import (HIERA, FpnNeckConfig, build_fpn_neck_ir, load_fpn_neck_weights,
                            synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights)
-from .common import checksum, load_npz, parse_image_size, parse_int_list, save_npz
+from .common import (add_llvm_options, load_npz, parse_image_size, parse_int_list, print_comparison,
+                     print_outputs, save_npz, target_options)
 
 
 def add_parser(sub) -> None:
@@ -39,41 +40,8 @@ def add_parser(sub) -> None:
     p.add_argument("--emit-ir", metavar="OUT.rlx", help="write the neck's graph, before any pass, as textual IR")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
     p.add_argument("--report", action="store_true", help="print the fusion report in full")
-    llvm = p.add_argument_group("target llvm")
-    llvm.add_argument("--compare", choices=["interp"],
-                      help="check every native node against the interpreter on each call, and print "
-                           "the largest difference of each output from an interpreter run")
-    llvm.add_argument("--strict", action="store_true", help="a node without native code is an error")
-    llvm.add_argument("--no-cache", action="store_true", help="do not use the object code cache")
-    llvm.add_argument("--threads", type=int, metavar="N", help="threads per kernel (default: available cores)")
+    add_llvm_options(p)
     p.set_defaults(run=run)
-
-
-LLVM_FLAGS = {"compare": "--compare", "strict": "--strict", "no_cache": "--no-cache", "threads": "--threads"}
-
-
-def _target_options(args) -> dict:
-    """Keyword options of driver.compile for the chosen target; llvm flags need --target llvm."""
-    given = [flag for key, flag in LLVM_FLAGS.items() if getattr(args, key) not in (None, False)]
-    if args.target != "llvm":
-        if given:
-            raise RlxError(f"{given[0]} applies to --target llvm only")
-        return {}
-    if args.threads is not None and args.threads < 1:
-        raise RlxError(f"--threads must be a positive integer, got {args.threads}")
-    return {"strict": args.strict, "cache": not args.no_cache, "compare_with": args.compare,
-            "threads": args.threads}
-
-
-def _print_comparison(graph, params, inputs, out) -> None:
-    """The largest difference of each output from the interpreter, absolute and of its scale."""
-    ref = driver.compile(graph, params=params, target="interp")(**inputs)
-    print("compare with interp (every native node also checked against its interpreter rule)")
-    print("  output         max|diff|     of scale")
-    for name, expected in ref.items():
-        diff = float(np.abs(out[name].astype(np.float64) - expected).max())
-        scale = float(np.abs(expected).max()) or 1.0
-        print(f"  {name:<11}{diff:>13.3e}{diff / scale:>13.3e}")
 
 
 def _config(args, inputs: dict[str, np.ndarray] | None) -> FpnNeckConfig:
@@ -127,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         inputs_from = args.inputs
 
-    options = _target_options(args)
+    options = target_options(args)
     t = time.perf_counter()
     exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
                          dump_dir=args.dump_dir, **options)
@@ -155,12 +123,9 @@ def run(args: argparse.Namespace) -> int:
     for stage, seconds in times.items():
         print(f"  {stage:<9}{_ms(seconds)}")
     print(f"  {'':<9}{cfg.flops() / times['run'] / 1e9:9.1f} GFLOP/s in run")
-    print("outputs (NCHW float32)             sum           mean|x|       sha256[:12]")
-    for name, value in out.items():
-        shape = "x".join(map(str, value.shape))
-        print(f"  {name:<11}{shape:<18}{value.sum(dtype=np.float64):>16.6e}  {np.abs(value).mean(dtype=np.float64):>12.6e}  {checksum(value)}")
+    print_outputs(out, "outputs (NCHW float32)")
     if args.compare:
-        _print_comparison(graph, params, inputs, out)
+        print_comparison(graph, params, inputs, out)
     if args.out:
         save_npz(args.out, out)
         print(f"wrote {args.out}")
