@@ -90,3 +90,16 @@ def print_outputs(out: dict[str, np.ndarray], title: str = "outputs") -> None:
     for name, value in out.items():
         print(f"  {name:<{name_w}}{shapes[name]:<{shape_w}}{value.sum(dtype=np.float64):>16.6e}  "
               f"{np.abs(value).mean(dtype=np.float64):>12.6e}  {checksum(value)}")
+
+
+def add_plugin_option(p) -> None:
+    p.add_argument("--load-pass-plugin", dest="plugins", action="append", default=[], metavar="FILE.py|MODULE",
+                   help="import a Python file or module whose @rlxpy.passes.register'ed passes pipelines may "
+                        "then use (repeatable)")
+
+
+def load_plugins(args) -> None:
+    """Load every --load-pass-plugin, in order, before any pipeline is read."""
+    from ..passes import load_pass_plugin
+    for spec in args.plugins:
+        load_pass_plugin(spec)

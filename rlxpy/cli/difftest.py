@@ -21,6 +21,7 @@ from ..ir.graph import Graph
 from ..ir.textio import load_graph, save_graph
 from ..params import bind_params
 from ..passes import PassManager
+from .common import add_plugin_option, load_plugins
 
 TARGETS = ("interp", "llvm")
 
@@ -47,14 +48,18 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", required=True, metavar="SMALL.rlx", help="the reduced graph (inputs go to SMALL.inputs.npz)")
     p.set_defaults(run=run_reduce)
 
-    p = sub.add_parser("replay", help="re-run a reproducer folder written by difftest")
+    p = sub.add_parser("replay", help="re-run a reproducer folder written by difftest",
+                       description="Re-run a reproducer folder written by difftest, loading the pass plugins it "
+                                   "records (case.json) before any given with --load-pass-plugin.")
     p.add_argument("directory", metavar="DIR")
+    add_plugin_option(p)
     p.set_defaults(run=run_replay)
 
 
 def _check_options(p) -> None:
     p.add_argument("--pipeline", default="default", help="pass pipeline to check (default: default)")
     p.add_argument("--target", default="llvm", choices=TARGETS, help="also check native code (llvm, the default) or only the passes (interp)")
+    add_plugin_option(p)
 
 
 def _case_options(p) -> None:
@@ -65,6 +70,7 @@ def _case_options(p) -> None:
 
 
 def _load_case(args) -> tuple[Graph, dict[str, np.ndarray]]:
+    load_plugins(args)
     graph = load_graph(args.case)
     if graph.params:
         raise RlxError(f"{args.case}: params {sorted(graph.param_types)} are unbound; a case holds its weights as consts")
@@ -80,6 +86,7 @@ def _load_case(args) -> tuple[Graph, dict[str, np.ndarray]]:
 def run_difftest(args: argparse.Namespace) -> int:
     if args.count < 1 or args.max_nodes < 1:
         raise RlxError("--count and --max-nodes must be >= 1")
+    load_plugins(args)
     PassManager(args.pipeline)
     start = time.perf_counter()
     nodes, failures = 0, []
@@ -131,7 +138,8 @@ def run_reduce(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    case = load_reproducer(args.directory)
+    case = load_reproducer(args.directory)               # loads the plugins it records
+    load_plugins(args)
     result = check_case(case.graph, case.inputs, pipeline=case.pipeline, target=case.target)
     if result.ok:
         print(f"replay: {args.directory}: no mismatch any more (pipeline '{case.pipeline}', target {case.target})")

@@ -13,8 +13,8 @@ from ..errors import RlxError
 from ..ir.textio import save_graph
 from ..models.sam2 import (HIERA, FpnNeckConfig, build_fpn_neck_ir, load_fpn_neck_weights,
                            synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights)
-from .common import (add_llvm_options, load_npz, parse_image_size, parse_int_list, print_comparison,
-                     print_outputs, save_npz, target_options)
+from .common import (add_llvm_options, add_plugin_option, load_npz, load_plugins, parse_image_size, parse_int_list,
+                     print_comparison, print_outputs, save_npz, target_options)
 
 
 def add_parser(sub) -> None:
@@ -37,6 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--top-down-levels", default="2,3", metavar="LIST", help="levels with the top-down path (default 2,3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights and inputs")
     p.add_argument("--pipeline", default="default", help="pass pipeline (see 'rlxpy opt --list-passes')")
+    add_plugin_option(p)
     p.add_argument("--emit-ir", metavar="OUT.rlx", help="write the neck's graph, before any pass, as textual IR")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
     p.add_argument("--report", action="store_true", help="print the fusion report in full")
@@ -72,6 +73,7 @@ def _ms(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_plugins(args)
     inputs = load_npz(args.inputs) if args.inputs else None
     cfg = _config(args, inputs)
     if inputs is not None:

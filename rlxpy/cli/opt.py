@@ -11,6 +11,8 @@ from ..ir.parser import parse_graph
 from ..ir.printer import print_graph
 from ..ir.textio import load_graph, save_graph
 from ..passes import PASSES, PIPELINES, PassManager
+from ..passes.plugins import plugin_of
+from .common import add_plugin_option, load_plugins
 
 
 def add_parser(sub) -> None:
@@ -35,6 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--reproducer-dir", metavar="DIR", help="where a failing pass leaves its reproducer (default: a temp dir)")
     p.add_argument("--report", action="store_true", help="print every pass remark (the fusion report among them)")
     p.add_argument("--list-passes", action="store_true", help="list the passes, their options and the named pipelines")
+    add_plugin_option(p)
     p.set_defaults(run=run)
 
 
@@ -42,9 +45,11 @@ def list_passes() -> str:
     lines = ["passes:"]
     for name in sorted(PASSES):
         cls = PASSES[name]
-        lines.append(f"  {name:<16}{cls.summary}")
+        plugin = plugin_of(name)
+        lines.append(f"  {name:<16}{cls.summary}" + (f" (plugin {plugin})" if plugin else ""))
         for f in dataclasses.fields(cls):
-            lines.append(f"  {'':<18}{f.name.replace('_', '-')}: {f.type} = {str(f.default).lower() if isinstance(f.default, bool) else f.default}")
+            kind = getattr(f.type, "__name__", f.type)     # a class, or its name as a string annotation
+            lines.append(f"  {'':<18}{f.name.replace('_', '-')}: {kind} = {str(f.default).lower() if isinstance(f.default, bool) else f.default}")
     lines.append("pipelines:")
     for name, text in PIPELINES.items():
         lines.append(f"  {name:<16}{text or '(no passes)'}")
@@ -52,6 +57,7 @@ def list_passes() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_plugins(args)
     if args.list_passes:
         print(list_passes())
         return 0

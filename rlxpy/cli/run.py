@@ -25,7 +25,8 @@ from ..executable import check_inputs
 from ..ir.graph import Graph
 from ..ir.textio import load_graph
 from ..params import load_params
-from .common import add_llvm_options, load_npz, print_comparison, print_outputs, save_npz, target_options
+from .common import (add_llvm_options, add_plugin_option, load_npz, load_plugins, print_comparison, print_outputs,
+                     save_npz, target_options)
 
 # What `rlxpy run` reads, by file suffix: (what the format is, a reader returning a verified Graph).
 READERS: dict[str, tuple[str, Callable[[Path], Graph]]] = {
@@ -47,6 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="OUT.npz", help="write the outputs here, by output name")
     p.add_argument("--target", default="interp", choices=list(driver.TARGETS))
     p.add_argument("--pipeline", default="default", help="pass pipeline (see 'rlxpy opt --list-passes')")
+    add_plugin_option(p)
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
     p.add_argument("--report", action="store_true", help="print the fusion report in full")
     add_llvm_options(p)
@@ -93,6 +95,7 @@ def _counts(graph: Graph) -> str:
 
 def run(args: argparse.Namespace) -> int:
     options = target_options(args)                     # a bad option is reported before any work
+    load_plugins(args)
     if args.out and not Path(args.out).parent.is_dir():
         raise RlxError(f"cannot write {args.out}: directory {Path(args.out).parent} does not exist")
     times: dict[str, float] = {}

@@ -8,11 +8,12 @@ Around every pass application it calls the instruments, verifies the result (unl
 `verify_each=False`: a failure names the pass), and honours `opt_bisect_limit=N` (only the first N
 applications run; the rest are reported as skipped, as LLVM's -opt-bisect-limit does). When a pass
 raises or breaks the graph, a reproducer (the IR it was given and the pass) is written and its
-path named in the error.
+path named in the error; its replay line loads the pass plugins that were loaded.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tempfile
 import time
@@ -29,6 +30,7 @@ from ..ir.verify import verify
 from .base import Pass, PassContext, Remark
 from .instruments import DumpDir, Instrument, PassTiming, PrintIR, names
 from .pipeline import format_pipeline, parse_pipeline
+from .plugins import loaded_plugins
 
 
 @dataclass
@@ -146,8 +148,9 @@ class PassManager:
         directory = self.reproducer_dir or Path(tempfile.mkdtemp(prefix="rlxpy-reproducer-"))
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"reproducer-{p.name}.rlx"
+        plugins = "".join(f" --load-pass-plugin {shlex.quote(plugin.spec)}" for plugin in loaded_plugins())
         comment = [f"rlxpy reproducer: pass '{p.spelling()}' {why}".replace("\n", " "),
-                   f"replay: rlxpy opt {path.name} -p '{p.spelling()}'",
+                   f"replay: rlxpy opt {path.name} -p '{p.spelling()}'{plugins}",
                    f"full pipeline: {self}"]
         comment += trace.strip().splitlines()[-6:]
         save_graph(graph, path, header="\n".join(comment))
