@@ -37,6 +37,7 @@ def run(capsys, *args):
 def test_json(capsys):
     code, out, err = run(capsys, *TINY, "--json", "--interp", "bilinear", "--fuse-type", "avg")
     assert code == 0, err
+    assert err == ""                                        # no progress in a pipe, no log with --json
     doc = json.loads(out)["bench"]
     assert doc["config"] == "tiny" and doc["image_size"] == [64, 64] and doc["threads"] == 2
     assert doc["gflop"] == pytest.approx(FpnNeckConfig.for_hiera("tiny", 64).flops() / 1e9)
@@ -64,8 +65,10 @@ def test_json(capsys):
 def test_table_plot_and_saved_json(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     png, saved = tmp_path / "bench.png", tmp_path / "bench.json"
-    code, out, err = run(capsys, *TINY, "--skip", "rlxpy interp,numpy naive", "--plot", str(png), "--save", str(saved))
+    code, out, err = run(capsys, *TINY, "--skip", "rlxpy interp,numpy naive", "--plot", str(png), "--save", str(saved),
+                         "--progress")
     assert code == 0, err
+    assert re.search(r"timing: 100%\|.*\| 10/10 \[.*call/s, numpy best\]", err), err   # 5 rows x 2 repeats
     assert {r["name"] for r in json.loads(saved.read_text())["bench"]["rows"]} >= {"rlxpy llvm (out=)", "numpy best"}
     assert out.startswith("SAM 2 FPN neck, hiera-tiny, image 64x64, batch 1")
     assert "rlxpy llvm (out=)" in out and "FMA floor (llvmlite calibration)" in out
@@ -75,8 +78,9 @@ def test_table_plot_and_saved_json(capsys, tmp_path):
 
 def test_sweep_json(capsys):
     code, out, err = run(capsys, "--config", "tiny", "--image-size", "64", "--repeat", "1", "--sweep",
-                         "--sweep-sizes", "64,96", "--sweep-batches", "1,2", "--json")
+                         "--sweep-sizes", "64,96", "--sweep-batches", "1,2", "--json", "--progress")
     assert code == 0, err
+    assert re.search(r"timing: 100%\|.*\| 4/4 \[.*call/s, image 64x64 batch 2\]", err), err
     sweep = json.loads(out)["sweep"]
     assert [p["image_size"] for p in sweep["image size"]] == [[64, 64], [96, 96]]
     assert [p["batch"] for p in sweep["batch"]] == [1, 2]

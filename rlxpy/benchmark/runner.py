@@ -140,7 +140,9 @@ def _scaled_error(got: dict, ref: dict) -> float:
 
 
 def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ...] = (),
-              log=lambda s: None) -> BenchResult:
+              log=lambda s: None, progress=None) -> BenchResult:
+    """Every row timed `repeat` times, interleaved. `log` gets a line per phase; `progress`, if
+    given, is called as `progress(done, total, row)` after every timed call."""
     import rlxpy
 
     if repeat < 1:
@@ -202,9 +204,13 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
             calls = dict(runners)
             calls[FLOOR_ROW] = lambda: peak.run(flops, threads, pool)
             calls[CEILING_ROW] = lambda: ceiling.run(flops, threads, pool)
+            done, total = 0, repeat * len(order)
             for _ in range(repeat):
                 for name in order:
                     times[name].append(settled_time(calls[name]))
+                    done += 1
+                    if progress:
+                        progress(done, total, name)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -233,8 +239,10 @@ class SweepPoint:
 
 
 def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: int, options: dict,
-              sizes=(512, 1024, 2048), batches=(1, 2, 4), log=lambda s: None) -> dict[str, list[SweepPoint]]:
-    """rlxpy llvm (out=) on growing images (batch 1) and growing batches (at `base_size`)."""
+              sizes=(512, 1024, 2048), batches=(1, 2, 4), log=lambda s: None,
+              progress=None) -> dict[str, list[SweepPoint]]:
+    """rlxpy llvm (out=) on growing images (batch 1) and growing batches (at `base_size`);
+    `progress(done, total, point)` after every timed repeat."""
     import rlxpy
 
     series = {"image size": [FpnNeckConfig.for_hiera(variant, (s, s), 1, **options) for s in sizes],
@@ -242,6 +250,7 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
     peak = calibrate()
     pool = ThreadPoolExecutor(max_workers=threads - 1) if threads > 1 else None
     results: dict[str, list[SweepPoint]] = {}
+    done, total = 0, repeat * sum(len(cfgs) for cfgs in series.values())
     try:
         for label, cfgs in series.items():
             points = []
@@ -257,6 +266,9 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
                 for _ in range(repeat):
                     ts.append(settled_time(call))
                     floors.append(settled_time(floor))
+                    done += 1
+                    if progress:
+                        progress(done, total, f"image {cfg.image_size[0]}x{cfg.image_size[1]} batch {cfg.batch}")
                 med = statistics.median(ts)
 
                 def ratio(base: SweepPoint | None) -> float:

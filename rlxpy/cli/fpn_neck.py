@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from collections import Counter
 
 import numpy as np
@@ -15,6 +14,7 @@ from ..models.sam2 import (HIERA, FpnNeckConfig, build_fpn_neck_ir, load_fpn_nec
                            synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights)
 from .common import (add_llvm_options, add_plugin_option, load_npz, load_plugins, parse_image_size, parse_int_list,
                      print_comparison, print_outputs, save_npz, target_options)
+from .progress import Stages, add_progress_option
 
 
 def add_parser(sub) -> None:
@@ -41,6 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--emit-ir", metavar="OUT.rlx", help="write the neck's graph, before any pass, as textual IR")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
     p.add_argument("--report", action="store_true", help="print the fusion report in full")
+    add_progress_option(p)
     add_llvm_options(p)
     p.set_defaults(run=run)
 
@@ -78,34 +79,30 @@ def run(args: argparse.Namespace) -> int:
     cfg = _config(args, inputs)
     if inputs is not None:
         _check_input_keys(inputs, args.inputs, cfg)
-    times = {}
+    stage = Stages(args, "rlxpy fpn-neck")         # each stage on stderr as it ends, with --progress
+    times = stage.times
 
-    t = time.perf_counter()
-    graph = build_fpn_neck_ir(cfg)
-    times["build IR"] = time.perf_counter() - t
+    with stage("build IR"):
+        graph = build_fpn_neck_ir(cfg)
     if args.emit_ir:
         save_graph(graph, args.emit_ir)
 
-    t = time.perf_counter()
-    if args.weights:
-        params, weights_from = load_fpn_neck_weights(args.weights, cfg), args.weights
-    else:
-        params, weights_from = synthetic_fpn_neck_weights(cfg, args.seed), f"synthetic (seed {args.seed})"
-    times["weights"] = time.perf_counter() - t
+    with stage("weights"):
+        if args.weights:
+            params, weights_from = load_fpn_neck_weights(args.weights, cfg), args.weights
+        else:
+            params, weights_from = synthetic_fpn_neck_weights(cfg, args.seed), f"synthetic (seed {args.seed})"
     if inputs is None:
         inputs, inputs_from = synthetic_fpn_neck_inputs(cfg, args.seed), f"synthetic (seed {args.seed})"
     else:
         inputs_from = args.inputs
 
     options = target_options(args)
-    t = time.perf_counter()
-    exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
-                         dump_dir=args.dump_dir, **options)
-    times["compile"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    out = exe(**inputs)
-    times["run"] = time.perf_counter() - t
+    with stage("compile"):
+        exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
+                             dump_dir=args.dump_dir, **options)
+    with stage("run"):
+        out = exe(**inputs)
 
     ops = Counter(n.op for n in graph.nodes)
     print(f"rlxpy fpn-neck: {cfg.describe()}")

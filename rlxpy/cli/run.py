@@ -12,7 +12,6 @@ input or param and the file.
 from __future__ import annotations
 
 import argparse
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -27,6 +26,7 @@ from ..ir.textio import load_graph
 from ..params import load_params
 from .common import (add_llvm_options, add_plugin_option, load_npz, load_plugins, print_comparison, print_outputs,
                      save_npz, target_options)
+from .progress import Stages, add_progress_option
 
 # What `rlxpy run` reads, by file suffix: (what the format is, a reader returning a verified Graph).
 READERS: dict[str, tuple[str, Callable[[Path], Graph]]] = {
@@ -51,6 +51,7 @@ def add_parser(sub) -> None:
     add_plugin_option(p)
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
     p.add_argument("--report", action="store_true", help="print the fusion report in full")
+    add_progress_option(p)
     add_llvm_options(p)
     p.set_defaults(run=run)
 
@@ -98,24 +99,17 @@ def run(args: argparse.Namespace) -> int:
     load_plugins(args)
     if args.out and not Path(args.out).parent.is_dir():
         raise RlxError(f"cannot write {args.out}: directory {Path(args.out).parent} does not exist")
-    times: dict[str, float] = {}
-    t = time.perf_counter()
-    graph = read_graph(args.graph)
-    times["load"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    params, params_from = _params(args, graph)
-    inputs, inputs_from = _inputs(args, graph)
-    times["data"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
-                         dump_dir=args.dump_dir, **options)
-    times["compile"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    out = exe(**inputs)
-    times["run"] = time.perf_counter() - t
+    stage = Stages(args, "rlxpy run")                # each stage on stderr as it ends, with --progress
+    with stage("load"):
+        graph = read_graph(args.graph)
+    with stage("data"):
+        params, params_from = _params(args, graph)
+        inputs, inputs_from = _inputs(args, graph)
+    with stage("compile"):
+        exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
+                             dump_dir=args.dump_dir, **options)
+    with stage("run"):
+        out = exe(**inputs)
 
     print(f"rlxpy run: @{graph.name} from {args.graph}: {len(graph)} nodes ({_counts(graph)})")
     print(f"  params   {params_from}" + (f": {len(params)} tensor(s)" if params else ""))
@@ -127,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"         {line}")
     print("  " + exe.report().replace("\n", "\n  "))
     print("stages")
-    for stage, seconds in times.items():
-        print(f"  {stage:<9}{seconds * 1e3:9.1f} ms")
+    for name, seconds in stage.times.items():
+        print(f"  {name:<9}{seconds * 1e3:9.1f} ms")
     print_outputs(out)
     if args.compare:
         print_comparison(graph, params, inputs, out)
