@@ -103,3 +103,16 @@ def load_plugins(args) -> None:
     from ..passes import load_pass_plugin
     for spec in args.plugins:
         load_pass_plugin(spec)
+
+
+def add_dump_constants_option(p) -> None:
+    p.add_argument("--dump-constants", choices=["none", "small", "all"], default=None,
+                   help="constant data in --dump-dir: each large constant once, in the first dump that holds "
+                        "it (small, the default; later dumps name that file), in every dump (all), or none")
+
+
+def dump_constants(args) -> str | None:
+    """--dump-constants, which needs --dump-dir."""
+    if args.dump_constants is not None and not args.dump_dir:
+        raise RlxError("--dump-constants applies with --dump-dir only")
+    return args.dump_constants

@@ -12,8 +12,9 @@ from ..errors import RlxError
 from ..ir.textio import save_graph
 from ..models.sam2 import (HIERA, FpnNeckConfig, build_fpn_neck_ir, load_fpn_neck_weights,
                            synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights)
-from .common import (add_llvm_options, add_plugin_option, load_npz, load_plugins, parse_image_size, parse_int_list,
-                     print_comparison, print_outputs, save_npz, target_options)
+from .common import (add_dump_constants_option, add_llvm_options, add_plugin_option, dump_constants, load_npz,
+                     load_plugins, parse_image_size, parse_int_list, print_comparison, print_outputs, save_npz,
+                     target_options)
 from .progress import Stages, add_progress_option
 
 
@@ -40,6 +41,7 @@ def add_parser(sub) -> None:
     add_plugin_option(p)
     p.add_argument("--emit-ir", metavar="OUT.rlx", help="write the neck's graph, before any pass, as textual IR")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
+    add_dump_constants_option(p)
     p.add_argument("--report", action="store_true", help="print the fusion report in full")
     add_progress_option(p)
     add_llvm_options(p)
@@ -74,6 +76,7 @@ def _ms(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    dumps = dump_constants(args)
     load_plugins(args)
     inputs = load_npz(args.inputs) if args.inputs else None
     cfg = _config(args, inputs)
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     options = target_options(args)
     with stage("compile"):
         exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
-                             dump_dir=args.dump_dir, **options)
+                             dump_dir=args.dump_dir, dump_constants=dumps, **options)
     with stage("run"):
         out = exe(**inputs)
 

@@ -12,7 +12,7 @@ from ..ir.printer import print_graph
 from ..ir.textio import load_graph, save_graph
 from ..passes import PASSES, PIPELINES, PassManager
 from ..passes.plugins import plugin_of
-from .common import add_plugin_option, load_plugins
+from .common import add_dump_constants_option, add_plugin_option, dump_constants, load_plugins
 
 
 def add_parser(sub) -> None:
@@ -32,6 +32,7 @@ def add_parser(sub) -> None:
                    help="print the IR after a pass only if it changed it (alone: after every such pass)")
     p.add_argument("--time-passes", action="store_true", help="report the wall time of each pass")
     p.add_argument("--dump-dir", metavar="DIR", help="write 000-input.rlx, 001-<pass>.rlx, ... into DIR")
+    add_dump_constants_option(p)
     p.add_argument("--opt-bisect-limit", type=int, metavar="N", help="run only the first N pass applications")
     p.add_argument("--no-verify-each", dest="verify_each", action="store_false", help="do not verify after every pass")
     p.add_argument("--reproducer-dir", metavar="DIR", help="where a failing pass leaves its reproducer (default: a temp dir)")
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         args.pipeline, verify_each=args.verify_each, print_ir_before=args.print_ir_before,
         print_ir_after=args.print_ir_after, print_ir_after_all=args.print_ir_after_all,
         print_ir_after_change=args.print_ir_after_change, time_passes=args.time_passes,
-        dump_dir=args.dump_dir, opt_bisect_limit=args.opt_bisect_limit,
+        dump_dir=args.dump_dir, dump_constants=dump_constants(args), opt_bisect_limit=args.opt_bisect_limit,
         reproducer_dir=args.reproducer_dir,
     )
     result = pm.run(graph)

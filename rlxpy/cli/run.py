@@ -24,8 +24,8 @@ from ..executable import check_inputs
 from ..ir.graph import Graph
 from ..ir.textio import load_graph
 from ..params import load_params
-from .common import (add_llvm_options, add_plugin_option, load_npz, load_plugins, print_comparison, print_outputs,
-                     save_npz, target_options)
+from .common import (add_dump_constants_option, add_llvm_options, add_plugin_option, dump_constants, load_npz,
+                     load_plugins, print_comparison, print_outputs, save_npz, target_options)
 from .progress import Stages, add_progress_option
 
 # What `rlxpy run` reads, by file suffix: (what the format is, a reader returning a verified Graph).
@@ -50,6 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--pipeline", default="default", help="pass pipeline (see 'rlxpy opt --list-passes')")
     add_plugin_option(p)
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
+    add_dump_constants_option(p)
     p.add_argument("--report", action="store_true", help="print the fusion report in full")
     add_progress_option(p)
     add_llvm_options(p)
@@ -96,6 +97,7 @@ def _counts(graph: Graph) -> str:
 
 def run(args: argparse.Namespace) -> int:
     options = target_options(args)                     # a bad option is reported before any work
+    dumps = dump_constants(args)
     load_plugins(args)
     if args.out and not Path(args.out).parent.is_dir():
         raise RlxError(f"cannot write {args.out}: directory {Path(args.out).parent} does not exist")
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         inputs, inputs_from = _inputs(args, graph)
     with stage("compile"):
         exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
-                             dump_dir=args.dump_dir, **options)
+                             dump_dir=args.dump_dir, dump_constants=dumps, **options)
     with stage("run"):
         out = exe(**inputs)
 

@@ -71,7 +71,7 @@ class PassManager:
                  print_ir_after: Sequence[str] | str | None = None,
                  print_ir_after_all: bool = False, print_ir_after_change: bool = False,
                  time_passes: bool = False, dump_dir: str | Path | None = None,
-                 opt_bisect_limit: int | None = None, reproducer_dir: str | Path | None = None,
+                 dump_constants: str | None = None, opt_bisect_limit: int | None = None, reproducer_dir: str | Path | None = None,
                  instruments: Sequence[Instrument] = (), stream: IO[str] | None = None):
         self.passes: list[Pass] = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
         self.verify_each = verify_each
@@ -90,7 +90,9 @@ class PassManager:
         if self.timing:
             self.instruments.append(self.timing)
         if dump_dir is not None:
-            self.instruments.append(DumpDir(Path(dump_dir)))
+            self.instruments.append(DumpDir(Path(dump_dir), dump_constants or "small", stream))
+        elif dump_constants is not None:
+            raise PassError(f"dump_constants={dump_constants!r} applies only with dump_dir")
         self.log = RunLog()
 
     def __str__(self) -> str:
