@@ -8,7 +8,8 @@ speed), OpenMP's do for a shorter while, and on the VMs this was measured on, co
 for ~0.1 s run the next ~10 ms slowly (a neck call after a 0.3 s sleep took 1.7x as long). numpy's BLAS (and so the interpreter) and
 torch are limited to the same number of threads as rlxpy (threadpoolctl, torch.set_num_threads);
 the FMA calibration runs the neck's flop count split over that many threads at once, so its time
-is the FMA floor of this run.
+is the FMA floor of this run. Other processes' use of the cores over the timed loop is measured
+(busy.py) and reported with a warning when they shared the timed cores.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..errors import RlxError
 from ..models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights
 from . import baselines
 from . import tile_ceiling
+from .busy import BusyMeter
 from .peak import FmaPeak, calibrate
 
 ROWS = ("rlxpy llvm (out=)", "rlxpy llvm (fresh)", "rlxpy interp", "numpy naive", "numpy best",
@@ -65,6 +67,7 @@ class BenchResult:
     peak: dict
     rows: list[Row] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    busy: dict | None = None            # busy.Busy of the timed loop: other processes' use of the cores
 
     def row(self, name: str) -> Row | None:
         return next((r for r in self.rows if r.name == name), None)
@@ -205,12 +208,14 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
             calls[FLOOR_ROW] = lambda: peak.run(flops, threads, pool)
             calls[CEILING_ROW] = lambda: ceiling.run(flops, threads, pool)
             done, total = 0, repeat * len(order)
+            meter = BusyMeter(threads)
             for _ in range(repeat):
                 for name in order:
                     times[name].append(settled_time(calls[name]))
                     done += 1
                     if progress:
                         progress(done, total, name)
+            result.busy = meter.stop().to_json()
     finally:
         if pool is not None:
             pool.shutdown()

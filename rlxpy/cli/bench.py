@@ -44,6 +44,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..benchmark import plot, run_bench, run_sweep, sweep_table, table, to_json
+    from ..benchmark.busy import BusyMeter
     from ..benchmark.report import pyplot
     from ..codegen.backend import available_cores
 
@@ -69,13 +70,15 @@ def run(args) -> int:
         for b in batches:
             if b < 1:
                 raise RlxError(f"--sweep-batches: batch {b} is not positive")
+        meter = BusyMeter(threads)
         try:
             sweep = run_sweep(args.config, size, threads, args.repeat, options, sizes=sizes, batches=batches,
                               log=log, progress=bar)
         finally:
             bar.close()
-        _save(save, to_json(None, sweep))
-        print(to_json(None, sweep) if args.json else sweep_table(sweep))
+        busy = meter.stop().to_json()
+        _save(save, to_json(None, sweep, busy))
+        print(to_json(None, sweep, busy) if args.json else sweep_table(sweep, busy))
         return 0
     skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
     if args.plot:
