@@ -61,7 +61,7 @@ def run(args) -> int:
     cfg = FpnNeckConfig.for_hiera(args.config, image_size=size, batch=args.batch, **options)
     save = _open_save(args.save)
     log = (lambda s: None) if args.json else (lambda s: print(f"rlxpy bench: {s}", file=sys.stderr, flush=True))
-    bar = progress.Counter(args, "timing", "call")
+    bar = progress.CallbackBar(args, "timing", "call")
     if args.sweep:
         sizes = parse_int_list(args.sweep_sizes, "--sweep-sizes")
         batches = parse_int_list(args.sweep_batches, "--sweep-batches")

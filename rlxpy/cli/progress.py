@@ -32,11 +32,14 @@ def wanted(args) -> bool:
 def bar(args, *, total: int | None = None, desc: str, unit: str = "it"):
     """A tqdm bar on stderr, disabled unless progress is wanted (a disabled bar costs nothing)."""
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not wanted(args),
-                dynamic_ncols=True, leave=True)
+
+    class Bar(tqdm):
+        monitor_interval = 0        # no monitor thread waking up in the middle of timed work
+    return Bar(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not wanted(args),
+               dynamic_ncols=True, leave=True)
 
 
-class Counter:
+class CallbackBar:
     """`(done, total, what)` callbacks (the shape the benchmark reports in) shown as a tqdm bar,
     created at the first call."""
 

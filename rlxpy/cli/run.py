@@ -97,6 +97,8 @@ def _counts(graph: Graph) -> str:
 
 def run(args: argparse.Namespace) -> int:
     options = target_options(args)                     # a bad option is reported before any work
+    if args.seed < 0:
+        raise RlxError(f"--seed must be a non-negative integer, got {args.seed}")
     dumps = dump_constants(args)
     load_plugins(args)
     if args.out and not Path(args.out).parent.is_dir():
