@@ -176,7 +176,8 @@ def test_dump_constants_modes(tmp_path, rng, mode):
     large = [name for name, shape in tensors[0].items() if shape == (128, 160)] if mode != "none" else []
     files = sorted(tmp_path.iterdir())
     total = sum(p.stat().st_size for p in files)
-    assert out.getvalue() == (f"rlxpy: wrote 4 IR dumps to {tmp_path}/: {len(files)} files, {total / 2**20:.1f} MiB "
+    amount = f"{total / 2**20:.1f} MiB" if total >= 2**20 else f"{total / 2**10:.1f} KiB"
+    assert out.getvalue() == (f"rlxpy: wrote 4 IR dumps to {tmp_path}/: {len(files)} files, {amount} "
                               f"(dump_constants='{mode}')\n")
     x = rng.standard_normal((3, 128)).astype(np.float32)
     if mode == "none":

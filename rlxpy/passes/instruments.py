@@ -130,8 +130,10 @@ class DumpDir(Instrument):
         self._first = {}                    # the arrays are not needed any more
         out = self.stream or sys.stderr
         dumps = sum(path.suffix == ".rlx" for path in self.written)
-        out.write(f"rlxpy: wrote {dumps} IR dumps to {self.directory}/: {len(self.written)} files, "
-                  f"{self.bytes_written / 2**20:.1f} MiB (dump_constants='{self.constants}')\n")
+        size = self.bytes_written
+        amount = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.1f} KiB"
+        out.write(f"rlxpy: wrote {dumps} IR dumps to {self.directory}/: {len(self.written)} files, {amount} "
+                  f"(dump_constants='{self.constants}')\n")
         out.flush()
 
     def _save(self, graph: Graph, stem: str) -> None:
