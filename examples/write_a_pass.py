@@ -2,6 +2,12 @@
 
     python examples/write_a_pass.py
 
+The same file is a pass plugin for the command line: importing it registers the pass (the demo
+below runs only as a script), e.g.
+
+    rlxpy opt block.rlx -p 'merge-scales,dce' --load-pass-plugin examples/write_a_pass.py
+    rlxpy difftest --count 100 --pipeline 'merge-scales,default' --load-pass-plugin examples/write_a_pass.py
+
 The pass folds two scales in a row into one: scale(scale(x, a), b) -> scale(x, a * b). (In exact
 arithmetic they are equal; in float32 they may differ in the last bit, which the difftest
 tolerance allows.)
@@ -36,18 +42,23 @@ class MergeScales(Pass):
         return graph.with_nodes(nodes) if changed else graph   # the same object: "nothing changed"
 
 
-b = GraphBuilder("demo")
-x = b.input("x", (2, 3))
-b.output("y", b.scale(b.scale(x, factor=2.0), factor=0.25))
-graph = b.build()
+def main() -> None:
+    b = GraphBuilder("demo")
+    x = b.input("x", (2, 3))
+    b.output("y", b.scale(b.scale(x, factor=2.0), factor=0.25))
+    graph = b.build()
 
-pm = PassManager("merge-scales,dce", print_ir_after_change=True)
-optimised = pm.run(graph)                        # prints the IR after each pass that changed it
-assert [n.op for n in optimised] == ["input", "scale"]
-print("\n".join(str(r) for r in pm.log.remarks))
+    pm = PassManager("merge-scales,dce", print_ir_after_change=True)
+    optimised = pm.run(graph)                    # prints the IR after each pass that changed it
+    assert [n.op for n in optimised] == ["input", "scale"]
+    print("\n".join(str(r) for r in pm.log.remarks))
 
-# Translation validation on 50 random graphs: the interpreter before and after every pass agree.
-cases = [seeded_case(seed) for seed in range(50)]
-bad = [c for c in cases if not check_case(c.graph, c.inputs, params=c.params, pipeline="merge-scales,dce").ok]
-print(f"merge-scales kept the meaning of {50 - len(bad)} of 50 random graphs")
-assert not bad
+    # Translation validation on 50 random graphs: the interpreter before and after every pass agree.
+    cases = [seeded_case(seed) for seed in range(50)]
+    bad = [c for c in cases if not check_case(c.graph, c.inputs, params=c.params, pipeline="merge-scales,dce").ok]
+    print(f"merge-scales kept the meaning of {50 - len(bad)} of 50 random graphs")
+    assert not bad
+
+
+if __name__ == "__main__":
+    main()

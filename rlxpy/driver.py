@@ -18,13 +18,15 @@ TARGETS = ("interp", "llvm")
 
 def compile(graph: Graph, params: Mapping[str, object] | None = None, target: str = "interp", *,
             pipeline: str | PassManager = "default", report: bool = False,
-            dump_dir: str | Path | None = None, verify_each: bool = True, **options: object) -> Executable:
+            dump_dir: str | Path | None = None, dump_constants: str | None = None, verify_each: bool = True,
+            **options: object) -> Executable:
     """Compile `graph` for `target` ("interp" or "llvm") with `params` bound as constants.
 
     `pipeline` is a pipeline string (see `rlxpy opt --list-passes`) or a configured PassManager;
     `report=True` prints the fusion report (every place a fusion did not apply, and why) to
     stderr; `dump_dir` writes the IR before and after every pass as numbered .rlx files (and, for
-    llvm, the module's .ll, .opt.ll and .s). The executable keeps the optimised graph
+    llvm, the module's .ll, .opt.ll and .s); `dump_constants` = "small" (the default: each large
+    constant written once), "all" or "none" (see `rlxpy.passes.DumpDir`). The executable keeps the optimised graph
     (`exe.graph`) and the pass log (`exe.pass_log`). Options of target "llvm" (strict, cache,
     compare_with, threads): see `rlxpy.codegen.compile_llvm`.
     """
@@ -37,9 +39,11 @@ def compile(graph: Graph, params: Mapping[str, object] | None = None, target: st
     if target != "llvm" and options:
         raise RlxError(f"option '{sorted(options)[0]}' does not apply to target {target!r}")
     if isinstance(pipeline, PassManager):
+        if dump_constants is not None:
+            raise RlxError("dump_constants is an option of the PassManager given as pipeline=; set it there")
         pm = pipeline
     else:
-        pm = PassManager(pipeline, verify_each=verify_each, dump_dir=dump_dir)
+        pm = PassManager(pipeline, verify_each=verify_each, dump_dir=dump_dir, dump_constants=dump_constants)
     optimised = pm.run(bound)
     if target == "llvm":
         from .codegen import compile_llvm

@@ -1,7 +1,9 @@
-"""Reading and writing .npz files with errors that name the file."""
+"""Reading and writing .npz files with errors that name the file; bfloat16 safetensors data."""
 
 from __future__ import annotations
 
+import json
+import struct
 import zipfile
 from pathlib import Path
 
@@ -27,3 +29,15 @@ def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
     if not p.parent.is_dir():
         raise RlxError(f"cannot write {path}: directory {p.parent} does not exist")
     np.savez(p, **arrays)
+
+
+def read_bf16(path: str | Path, key: str) -> np.ndarray:
+    """A bfloat16 tensor of a safetensors file as float32: numpy has no bfloat16, so the raw 16-bit
+    words are read and widened."""
+    with open(path, "rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(size))
+        entry = header[key]
+        start, end = entry["data_offsets"]
+        words = np.fromfile(fh, dtype="<u2", count=(end - start) // 2, offset=start)
+    return (words.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])

@@ -2,15 +2,20 @@
 
 Every param must be given, with the declared shape and a float dtype (converted to float32), and
 finite; a key the graph does not have is an error too, so that a misspelt name is never ignored.
+`load_params` reads them from a safetensors file keyed by param name, with the same checks.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+from safetensors import SafetensorError, safe_open
 
 from .errors import WeightsError
+from .files import read_bf16
 from .ir.graph import Graph
 from .ir.types import TensorType
 from .ir.verify import verify
@@ -55,3 +60,46 @@ def bind_params(graph: Graph, params: Mapping[str, object] | None) -> Graph:
             node = node.with_(op="const", attrs={}, value=value, origin="bind-params")
         nodes.append(node)
     return verify(graph.with_nodes(nodes))
+
+
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")      # safetensors dtypes converted to float32
+
+
+def load_params(path: str | os.PathLike, graph: Graph) -> dict[str, np.ndarray]:
+    """Every param of `graph` from a safetensors file keyed by param name, as float32 arrays.
+
+    The file must hold exactly the graph's params: a missing or unknown key, a wrong shape, a
+    non-float dtype or a NaN/Inf is a `WeightsError` naming the param and the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"params file {path}: not found")
+    try:
+        handle = safe_open(str(path), framework="numpy")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"params file {path}: not a readable safetensors file ({e})") from None
+    wanted = graph.param_types
+    has = f"graph @{graph.name} has " + (", ".join(map(repr, wanted)) if wanted else "no params")
+    params = {}
+    with handle as f:
+        keys = list(f.keys())
+        unknown = [k for k in keys if k not in wanted]
+        if unknown:
+            more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+            raise WeightsError(f"params file {path}: unknown param '{unknown[0]}'{more}; {has}")
+        missing = [k for k in wanted if k not in keys]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise WeightsError(f"params file {path}: missing param '{missing[0]}' (expected a float tensor of "
+                               f"shape {list(wanted[missing[0]].shape)}){more}")
+        for key, t in wanted.items():
+            info = f.get_slice(key)
+            dtype, shape = info.get_dtype(), tuple(info.get_shape())
+            if dtype not in FLOAT_DTYPES:
+                raise WeightsError(f"param '{key}' in {path}: dtype {dtype} is not a float type "
+                                   f"(expected one of {', '.join(FLOAT_DTYPES)})")
+            if shape != t.shape:       # checked before reading: a wrong file may be large
+                raise WeightsError(f"param '{key}' in {path}: expected shape {list(t.shape)}, got {list(shape)}")
+            array = read_bf16(path, key) if dtype == "BF16" else f.get_tensor(key)
+            params[key] = as_float32(key, array, t, what="param", where=str(path))
+    return params

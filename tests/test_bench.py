@@ -2,6 +2,7 @@
 assertions: speed is what the benchmark prints, not what a test asserts."""
 
 import json
+import os
 import re
 import sys
 
@@ -37,6 +38,7 @@ def run(capsys, *args):
 def test_json(capsys):
     code, out, err = run(capsys, *TINY, "--json", "--interp", "bilinear", "--fuse-type", "avg")
     assert code == 0, err
+    assert err == ""                                        # no progress in a pipe, no log with --json
     doc = json.loads(out)["bench"]
     assert doc["config"] == "tiny" and doc["image_size"] == [64, 64] and doc["threads"] == 2
     assert doc["gflop"] == pytest.approx(FpnNeckConfig.for_hiera("tiny", 64).flops() / 1e9)
@@ -59,24 +61,31 @@ def test_json(capsys):
     assert rows["numpy best"]["vs_numpy_best"] == pytest.approx(1.0)
     assert doc["peak"]["lanes"] in (8, 16) and doc["peak"]["floor_ms"] > 0
     assert "warning" not in doc["skipped"]                  # every level on the fast rule
+    busy = doc["busy"]                                      # measured over the timed loop
+    assert busy["method"] == "proc-stat" and busy["threads"] == 2 and busy["seconds"] > 0
+    assert busy["others_cores"] >= 0 and busy["ours_cores"] > 0 and isinstance(busy["warning"], str)
 
 
 def test_table_plot_and_saved_json(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     png, saved = tmp_path / "bench.png", tmp_path / "bench.json"
-    code, out, err = run(capsys, *TINY, "--skip", "rlxpy interp,numpy naive", "--plot", str(png), "--save", str(saved))
+    code, out, err = run(capsys, *TINY, "--skip", "rlxpy interp,numpy naive", "--plot", str(png), "--save", str(saved),
+                         "--progress")
     assert code == 0, err
+    assert re.search(r"timing: 100%\|.*\| 10/10 \[.*(call/s|s/call), numpy best\]", err), err   # 5 rows x 2 repeats
     assert {r["name"] for r in json.loads(saved.read_text())["bench"]["rows"]} >= {"rlxpy llvm (out=)", "numpy best"}
     assert out.startswith("SAM 2 FPN neck, hiera-tiny, image 64x64, batch 1")
     assert "rlxpy llvm (out=)" in out and "FMA floor (llvmlite calibration)" in out
     assert "(rlxpy interp: skipped (--skip))" in out
+    assert re.search(r"\nload: other processes kept \d+\.\d\d of \d+ core\(s\) busy on average while timing", out)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_sweep_json(capsys):
     code, out, err = run(capsys, "--config", "tiny", "--image-size", "64", "--repeat", "1", "--sweep",
-                         "--sweep-sizes", "64,96", "--sweep-batches", "1,2", "--json")
+                         "--sweep-sizes", "64,96", "--sweep-batches", "1,2", "--json", "--progress")
     assert code == 0, err
+    assert re.search(r"timing: 100%\|.*\| 4/4 \[.*(call/s|s/call), image 64x64 batch 2\]", err), err
     sweep = json.loads(out)["sweep"]
     assert [p["image_size"] for p in sweep["image size"]] == [[64, 64], [96, 96]]
     assert [p["batch"] for p in sweep["batch"]] == [1, 2]
@@ -170,3 +179,85 @@ def test_tile_ceiling_runs_on_threads_and_checks_its_buffer():
         t.call(t.new_out(), -1)
     with pytest.raises(ValueError, match="held='both': expected one of none, pixels"):
         tile_ceiling.build(held="both")
+
+
+# -- is the machine busy? ----------------------------------------------------------------------------
+
+SPIN = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < {s}: pass\nprint(time.process_time())"
+
+
+def test_busy_meter_sees_a_spinning_process():
+    import subprocess
+    from rlxpy.benchmark.busy import BusyMeter
+    meter = BusyMeter(threads=len(os.sched_getaffinity(0)))        # every core timed
+    done = subprocess.run([sys.executable, "-c", SPIN.format(s=1.5)], capture_output=True, text=True, timeout=60)
+    busy = meter.stop()
+    spinner_cpu = float(done.stdout)                                # the CPU time it got, whatever else ran
+    assert busy.method == "proc-stat" and busy.ours_cores < 0.2
+    assert busy.others_cores * busy.seconds >= spinner_cpu - 0.15, (busy, spinner_cpu)
+    assert busy.warning.startswith("the machine was busy while timing: other processes used "), busy
+
+
+def test_busy_meter_counts_this_process_as_its_own():
+    import time
+    from rlxpy.benchmark.busy import BusyMeter
+    meter = BusyMeter(threads=1)
+    cpu, t = time.process_time(), time.monotonic()
+    while time.monotonic() - t < 0.8:
+        pass
+    busy = meter.stop()
+    cpu = time.process_time() - cpu
+    assert abs(busy.ours_cores * busy.seconds - cpu) < 0.05, (busy, cpu)
+    assert busy.total_cores * busy.seconds >= cpu - 0.15, (busy, cpu)     # the machine's counters saw it too
+    assert busy.others_cores == pytest.approx(max(0.0, busy.total_cores - busy.ours_cores))
+
+
+def _samples(seconds, ours, total, steal=0.0):
+    from rlxpy.benchmark.busy import Sample
+    return Sample(100.0, 5.0, 1000.0, 7.0, 0.5), Sample(100.0 + seconds, 5.0 + ours * seconds,
+                                                           1000.0 + total * seconds, 7.0 + steal * seconds, 3.0)
+
+
+@pytest.mark.parametrize("cpus, threads, ours, total, steal, warned", [
+    (2, 2, 1.90, 1.95, 0.0, ""),                                   # quiet: 0.05 cores of others
+    (2, 2, 1.50, 2.00, 0.0, "other processes used 25% of the 2 timed core(s) (0.50 cores busy besides"),
+    (4, 2, 2.00, 3.50, 0.0, ""),                                   # others fit on the two idle cores
+    (4, 2, 2.00, 4.00, 0.0, ""),                                   # exactly the idle cores' worth
+    (4, 2, 1.60, 4.00, 0.0, "other processes used 20% of the 2 timed core(s) (2.40 cores busy besides"),
+    (2, 2, 1.60, 1.60, 0.40, "the hypervisor took 20% of the timed core(s) (steal)"),
+])
+def test_busy_warning_is_decided_by_the_figures(cpus, threads, ours, total, steal, warned):
+    from rlxpy.benchmark.busy import measure
+    busy = measure(*_samples(2.0, ours, total, steal), threads=threads, cpus=cpus)
+    assert busy.method == "proc-stat" and busy.seconds == pytest.approx(2.0)
+    assert busy.ours_cores == pytest.approx(ours) and busy.others_cores == pytest.approx(total - ours)
+    if warned:
+        assert warned in busy.warning and busy.warning.startswith("the machine was busy while timing: ")
+    else:
+        assert busy.warning == "" and busy.contended <= 0.1
+
+
+def test_busy_falls_back_to_the_load_average():
+    from rlxpy.benchmark.busy import Sample, measure
+    busy = measure(Sample(0.0, 0.0, None, None, 1.0), Sample(2.0, 2.0, None, None, 1.8), threads=2, cpus=2)
+    assert busy.method == "loadavg" and busy.ours_cores == pytest.approx(1.0)
+    assert busy.others_cores == pytest.approx(0.8) and "used 40% of the 2 timed core(s)" in busy.warning
+
+
+def test_table_and_json_carry_the_busy_warning():
+    from rlxpy.benchmark import table, to_json
+    from rlxpy.benchmark.busy import measure
+    from rlxpy.benchmark.runner import FLOOR_ROW, BenchResult, Row
+    busy = measure(*_samples(3.0, 1.0, 2.0), threads=2, cpus=2)
+    result = BenchResult("tiny", (64, 64), 1, 2, 1, 0.02, {"cpu_model": "x", "llvm_cpu": "y", "vector_isa": "z",
+                                                        "cores_available": 2},
+                         {"lanes": 16, "chains": 8, "per_core_gflops": 10.0, "floor_ms": 1.0},
+                         [Row(FLOOR_ROW, 1.0, [1.0], 20.0, 1.0)], busy=busy.to_json())
+    text = table(result)
+    assert "load: other processes kept 1.00 of 2 core(s) busy on average while timing (this one 1.00, steal 0.00" in text
+    assert ("WARNING: the machine was busy while timing: other processes used 50% of the 2 timed core(s) "
+            "(1.00 cores busy besides this benchmark on 2)") in text
+    assert json.loads(to_json(result, None))["bench"]["busy"]["warning"] == busy.warning
+    quiet = measure(*_samples(3.0, 1.98, 2.0), threads=2, cpus=2)
+    result.busy = quiet.to_json()
+    assert "WARNING" not in table(result) and "load: other processes kept 0.02 of 2" in table(result)

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from rlxpy import GraphBuilder, PassError
+from rlxpy import GraphBuilder, PassError, RlxError
 from rlxpy.cli import main
 from rlxpy.ir import Node
 from rlxpy.ir.textio import load_graph, save_graph
@@ -144,3 +144,79 @@ def test_opt_cli_reads_stdin_and_writes_pairs(tmp_path, monkeypatch, capsys):
     assert f"graph file {tmp_path / 'nope.rlx'}: not found" in capsys.readouterr().err
     assert main(["opt"]) == 2
     assert "missing IN.rlx" in capsys.readouterr().err
+
+
+# -- how much --dump-dir writes ----------------------------------------------------------------------
+
+def big_graph(rng):
+    """A large const (80 KiB) that passes keep as the same array, and two small ones (10 and 1 KiB)."""
+    b = GraphBuilder("big")
+    x = b.input("x", (3, 128))
+    big = b.const(rng.uniform(0.5, 1.5, (128, 160)).astype(np.float32))
+    mid = b.const(rng.uniform(0.5, 1.5, (160, 16)).astype(np.float32))
+    small = b.const(rng.uniform(0.5, 1.5, (16, 16)).astype(np.float32))
+    b.output("y", b.matmul(b.matmul(b.matmul(x, big), mid), small))
+    return b.build()
+
+
+def sidecar(path):
+    from safetensors.numpy import load_file
+    return {k: v.shape for k, v in load_file(str(path)).items()} if path.exists() else {}
+
+
+@pytest.mark.parametrize("mode", ["small", "all", "none"])
+def test_dump_constants_modes(tmp_path, rng, mode):
+    from rlxpy.interp import evaluate
+    g = big_graph(rng)
+    out = io.StringIO()
+    PassManager("cse,dce,cse", dump_dir=tmp_path, dump_constants=mode, stream=out).run(g)
+    dumps = sorted(tmp_path.glob("*.rlx"))
+    assert [p.stem for p in dumps] == ["000-input", "001-cse", "002-dce", "003-cse"]
+    tensors = [sidecar(p.with_suffix(".safetensors")) for p in dumps]
+    large = [name for name, shape in tensors[0].items() if shape == (128, 160)] if mode != "none" else []
+    files = sorted(tmp_path.iterdir())
+    total = sum(p.stat().st_size for p in files)
+    amount = f"{total / 2**20:.1f} MiB" if total >= 2**20 else f"{total / 2**10:.1f} KiB"
+    assert out.getvalue() == (f"rlxpy: wrote 4 IR dumps to {tmp_path}/: {len(files)} files, {amount} "
+                              f"(dump_constants='{mode}')\n")
+    x = rng.standard_normal((3, 128)).astype(np.float32)
+    if mode == "none":
+        assert tensors == [{}] * 4
+        for p in dumps:
+            assert p.read_text().startswith("// rlxpy-consts: none written (dump_constants='none'): the data of 3 constant(s)")
+        with pytest.raises(RlxError, match=r"missing constant @\w+: 002-dce.rlx was dumped without constant data"):
+            load_graph(dumps[2])
+        return
+    assert len(large) == 1
+    for t in tensors[1:]:
+        assert (large[0] in t) == (mode == "all")          # "small": the large one only in the first dump
+        assert sum(shape == (160, 16) for shape in t.values()) == 1 and (16, 16) in t.values()   # small ones always
+    later = dumps[3].read_text()
+    assert ("// rlxpy-consts-in: 000-input.safetensors {\"%s\": \"%s\"}" % (large[0], large[0]) in later) == (mode == "small")
+    for p in dumps:                                         # every dump loads, and computes what the graph does
+        np.testing.assert_array_equal(evaluate(load_graph(p), {"x": x})["y"], evaluate(g, {"x": x})["y"])
+
+
+def test_a_dump_whose_earlier_file_is_gone_names_it(tmp_path, rng):
+    PassManager("cse,dce", dump_dir=tmp_path, stream=io.StringIO()).run(big_graph(rng))
+    (tmp_path / "000-input.safetensors").unlink()
+    with pytest.raises(RlxError, match=r"002-dce.rlx:2: the data of constant @\w+ is in .*000-input.safetensors "
+                                       r"\(written by an earlier dump of the same run\), which does not exist"):
+        load_graph(tmp_path / "002-dce.rlx")
+
+
+def test_dump_constants_options_are_checked(tmp_path, capsys, rng):
+    import rlxpy
+    with pytest.raises(PassError, match="dump_constants must be one of 'none', 'small', 'all', got 'some'"):
+        PassManager("cse", dump_dir=tmp_path, dump_constants="some")
+    with pytest.raises(PassError, match="dump_constants='none' applies only with dump_dir"):
+        PassManager("cse", dump_constants="none")
+    g = big_graph(rng)
+    rlxpy.compile(g, dump_dir=tmp_path / "c", dump_constants="none")
+    assert not list((tmp_path / "c").glob("*.safetensors")) and len(list((tmp_path / "c").glob("*.rlx"))) == 5
+    assert "rlxpy: wrote 5 IR dumps to" in capsys.readouterr().err
+    save_graph(g, tmp_path / "g.rlx")
+    assert main(["opt", str(tmp_path / "g.rlx"), "--dump-constants", "all"]) == 2
+    assert capsys.readouterr().err == "rlxpy opt: error: --dump-constants applies with --dump-dir only\n"
+    assert main(["opt", str(tmp_path / "g.rlx"), "--dump-dir", str(tmp_path / "d"), "--dump-constants", "none"]) == 0
+    assert f"rlxpy: wrote 5 IR dumps to {tmp_path / 'd'}/: 5 files" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import RlxError
+from .busy import Busy
 from .runner import CEILING_ROW, FLOOR_ROW, BenchResult, SweepPoint
 
 
@@ -33,12 +34,23 @@ def table(result: BenchResult) -> str:
         lines.append(f"{r.name:<{width}}  {r.median_ms:>10.2f}  {r.gflops:>8.1f}  {r.x_floor:>7.2f}x  {vs:>13}  {err:>9}")
     for name, why in result.skipped.items():
         lines.append(f"({name}: {why})")
+    lines += busy_lines(result.busy)
     lines.append("max error: largest |difference| from the interpreter over each features output, "
                  "relative to its largest magnitude")
     return "\n".join(lines)
 
 
-def sweep_table(results: dict[str, list[SweepPoint]]) -> str:
+def busy_lines(busy: dict | None) -> list[str]:
+    """The machine's load while timing, and the warning when others shared the timed cores."""
+    if not busy:
+        return []
+    lines = [f"load: {Busy(**busy).describe()}"]
+    if busy["warning"]:
+        lines.append(f"WARNING: {busy['warning']}")
+    return lines
+
+
+def sweep_table(results: dict[str, list[SweepPoint]], busy: dict | None = None) -> str:
     lines = ["rlxpy llvm (out=): time against work; linear = 1.00 (time / (earlier time x work ratio)) "
              "against the first point and the previous one"]
     for label, points in results.items():
@@ -47,10 +59,11 @@ def sweep_table(results: dict[str, list[SweepPoint]]) -> str:
             h, w = p.image_size
             lines.append(f"    image {h:>4}x{w:<4} batch {p.batch}  {p.gflop:7.2f} GFLOP  {p.median_ms:9.2f} ms  "
                          f"linear ratio {p.linear_ratio:5.2f} (step {p.step_ratio:5.2f})  x floor {p.x_floor:5.2f}")
-    return "\n".join(lines)
+    return "\n".join(lines + busy_lines(busy))
 
 
-def to_json(result: BenchResult | None, sweep: dict[str, list[SweepPoint]] | None) -> str:
+def to_json(result: BenchResult | None, sweep: dict[str, list[SweepPoint]] | None,
+            sweep_busy: dict | None = None) -> str:
     doc: dict = {}
     if result is not None:
         doc["bench"] = result.to_json()
@@ -59,6 +72,7 @@ def to_json(result: BenchResult | None, sweep: dict[str, list[SweepPoint]] | Non
                                      median_ms=p.median_ms, linear_ratio=p.linear_ratio, step_ratio=p.step_ratio,
                                      x_floor=p.x_floor)
                                 for p in points] for label, points in sweep.items()}
+        doc["sweep_busy"] = sweep_busy
     return json.dumps(doc, indent=2)
 
 

@@ -8,7 +8,8 @@ speed), OpenMP's do for a shorter while, and on the VMs this was measured on, co
 for ~0.1 s run the next ~10 ms slowly (a neck call after a 0.3 s sleep took 1.7x as long). numpy's BLAS (and so the interpreter) and
 torch are limited to the same number of threads as rlxpy (threadpoolctl, torch.set_num_threads);
 the FMA calibration runs the neck's flop count split over that many threads at once, so its time
-is the FMA floor of this run.
+is the FMA floor of this run. Other processes' use of the cores over the timed loop is measured
+(busy.py) and reported with a warning when they shared the timed cores.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..errors import RlxError
 from ..models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights
 from . import baselines
 from . import tile_ceiling
+from .busy import BusyMeter
 from .peak import FmaPeak, calibrate
 
 ROWS = ("rlxpy llvm (out=)", "rlxpy llvm (fresh)", "rlxpy interp", "numpy naive", "numpy best",
@@ -65,6 +67,7 @@ class BenchResult:
     peak: dict
     rows: list[Row] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    busy: dict | None = None            # busy.Busy of the timed loop: other processes' use of the cores
 
     def row(self, name: str) -> Row | None:
         return next((r for r in self.rows if r.name == name), None)
@@ -140,7 +143,9 @@ def _scaled_error(got: dict, ref: dict) -> float:
 
 
 def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ...] = (),
-              log=lambda s: None) -> BenchResult:
+              log=lambda s: None, progress=None) -> BenchResult:
+    """Every row timed `repeat` times, interleaved. `log` gets a line per phase; `progress`, if
+    given, is called as `progress(done, total, row)` after every timed call."""
     import rlxpy
 
     if repeat < 1:
@@ -202,9 +207,15 @@ def run_bench(cfg: FpnNeckConfig, threads: int, repeat: int, skip: tuple[str, ..
             calls = dict(runners)
             calls[FLOOR_ROW] = lambda: peak.run(flops, threads, pool)
             calls[CEILING_ROW] = lambda: ceiling.run(flops, threads, pool)
+            done, total = 0, repeat * len(order)
+            meter = BusyMeter(threads)
             for _ in range(repeat):
                 for name in order:
                     times[name].append(settled_time(calls[name]))
+                    done += 1
+                    if progress:
+                        progress(done, total, name)
+            result.busy = meter.stop().to_json()
     finally:
         if pool is not None:
             pool.shutdown()
@@ -233,8 +244,10 @@ class SweepPoint:
 
 
 def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: int, options: dict,
-              sizes=(512, 1024, 2048), batches=(1, 2, 4), log=lambda s: None) -> dict[str, list[SweepPoint]]:
-    """rlxpy llvm (out=) on growing images (batch 1) and growing batches (at `base_size`)."""
+              sizes=(512, 1024, 2048), batches=(1, 2, 4), log=lambda s: None,
+              progress=None) -> dict[str, list[SweepPoint]]:
+    """rlxpy llvm (out=) on growing images (batch 1) and growing batches (at `base_size`);
+    `progress(done, total, point)` after every timed repeat."""
     import rlxpy
 
     series = {"image size": [FpnNeckConfig.for_hiera(variant, (s, s), 1, **options) for s in sizes],
@@ -242,6 +255,7 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
     peak = calibrate()
     pool = ThreadPoolExecutor(max_workers=threads - 1) if threads > 1 else None
     results: dict[str, list[SweepPoint]] = {}
+    done, total = 0, repeat * sum(len(cfgs) for cfgs in series.values())
     try:
         for label, cfgs in series.items():
             points = []
@@ -257,6 +271,9 @@ def run_sweep(variant: str, base_size: tuple[int, int], threads: int, repeat: in
                 for _ in range(repeat):
                     ts.append(settled_time(call))
                     floors.append(settled_time(floor))
+                    done += 1
+                    if progress:
+                        progress(done, total, f"image {cfg.image_size[0]}x{cfg.image_size[1]} batch {cfg.batch}")
                 med = statistics.median(ts)
 
                 def ratio(base: SweepPoint | None) -> float:

@@ -13,9 +13,9 @@ import sys
 
 from ..config import traceback_wanted
 from ..errors import RlxError
-from . import bench, difftest, fpn_neck, graph, opt
+from . import bench, difftest, fpn_neck, graph, opt, run
 
-COMMANDS = [fpn_neck, opt, graph, difftest, bench]
+COMMANDS = [fpn_neck, run, opt, graph, difftest, bench]
 
 
 class UsageError(RlxError):

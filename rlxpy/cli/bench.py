@@ -6,6 +6,7 @@ import sys
 
 from ..errors import RlxError
 from ..models.sam2 import HIERA, FpnNeckConfig
+from . import progress
 from .common import parse_image_size, parse_int_list
 
 
@@ -37,11 +38,13 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--save", metavar="FILE.json", help="also write the JSON to this file")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the table as a bar chart (needs matplotlib)")
+    progress.add_progress_option(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..benchmark import plot, run_bench, run_sweep, sweep_table, table, to_json
+    from ..benchmark.busy import BusyMeter
     from ..benchmark.report import pyplot
     from ..codegen.backend import available_cores
 
@@ -58,6 +61,7 @@ def run(args) -> int:
     cfg = FpnNeckConfig.for_hiera(args.config, image_size=size, batch=args.batch, **options)
     save = _open_save(args.save)
     log = (lambda s: None) if args.json else (lambda s: print(f"rlxpy bench: {s}", file=sys.stderr, flush=True))
+    bar = progress.CallbackBar(args, "timing", "call")
     if args.sweep:
         sizes = parse_int_list(args.sweep_sizes, "--sweep-sizes")
         batches = parse_int_list(args.sweep_batches, "--sweep-batches")
@@ -66,14 +70,23 @@ def run(args) -> int:
         for b in batches:
             if b < 1:
                 raise RlxError(f"--sweep-batches: batch {b} is not positive")
-        sweep = run_sweep(args.config, size, threads, args.repeat, options, sizes=sizes, batches=batches, log=log)
-        _save(save, to_json(None, sweep))
-        print(to_json(None, sweep) if args.json else sweep_table(sweep))
+        meter = BusyMeter(threads)
+        try:
+            sweep = run_sweep(args.config, size, threads, args.repeat, options, sizes=sizes, batches=batches,
+                              log=log, progress=bar)
+        finally:
+            bar.close()
+        busy = meter.stop().to_json()
+        _save(save, to_json(None, sweep, busy))
+        print(to_json(None, sweep, busy) if args.json else sweep_table(sweep, busy))
         return 0
     skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
     if args.plot:
         pyplot()                                      # missing matplotlib: say so before timing
-    result = run_bench(cfg, threads, args.repeat, skip=skip, log=log)
+    try:
+        result = run_bench(cfg, threads, args.repeat, skip=skip, log=log, progress=bar)
+    finally:
+        bar.close()
     if args.plot:
         plot(result, args.plot)
     _save(save, to_json(result, None))

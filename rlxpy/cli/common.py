@@ -1,4 +1,5 @@
-"""Helpers shared by the subcommands: parsing sizes and lists, checksums."""
+"""Helpers shared by the subcommands: parsing sizes and lists, checksums, the options and the
+printed summary of the commands that compile and run a graph."""
 
 from __future__ import annotations
 
@@ -36,3 +37,82 @@ def checksum(array: np.ndarray) -> str:
     """A short digest of an array's bytes, for comparing runs by eye."""
     import hashlib
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:12]
+
+
+# -- options shared by the commands that compile and run a graph -----------------------------------
+
+LLVM_FLAGS = {"compare": "--compare", "strict": "--strict", "no_cache": "--no-cache", "threads": "--threads"}
+
+
+def add_llvm_options(p) -> None:
+    """--compare, --strict, --no-cache and --threads, in a group of their own."""
+    llvm = p.add_argument_group("target llvm")
+    llvm.add_argument("--compare", choices=["interp"],
+                      help="check every native node against the interpreter on each call, and print "
+                           "the largest difference of each output from an interpreter run")
+    llvm.add_argument("--strict", action="store_true", help="a node without native code is an error")
+    llvm.add_argument("--no-cache", action="store_true", help="do not use the object code cache")
+    llvm.add_argument("--threads", type=int, metavar="N", help="threads per kernel (default: available cores)")
+
+
+def target_options(args) -> dict:
+    """Keyword options of driver.compile for the chosen target; llvm flags need --target llvm."""
+    given = [flag for key, flag in LLVM_FLAGS.items() if getattr(args, key) not in (None, False)]
+    if args.target != "llvm":
+        if given:
+            raise RlxError(f"{given[0]} applies to --target llvm only")
+        return {}
+    if args.threads is not None and args.threads < 1:
+        raise RlxError(f"--threads must be a positive integer, got {args.threads}")
+    return {"strict": args.strict, "cache": not args.no_cache, "compare_with": args.compare,
+            "threads": args.threads}
+
+
+def print_comparison(graph, params, inputs, out) -> None:
+    """The largest difference of each output from the interpreter, absolute and of its scale."""
+    from .. import driver
+    ref = driver.compile(graph, params=params, target="interp")(**inputs)
+    width = max([len(name) for name in ref] + [10]) + 1
+    print("compare with interp (every native node also checked against its interpreter rule)")
+    print(f"  {'output':<{width}}{'max|diff|':>13}{'of scale':>13}")
+    for name, expected in ref.items():
+        diff = float(np.abs(out[name].astype(np.float64) - expected).max())
+        scale = float(np.abs(expected).max()) or 1.0
+        print(f"  {name:<{width}}{diff:>13.3e}{diff / scale:>13.3e}")
+
+
+def print_outputs(out: dict[str, np.ndarray], title: str = "outputs") -> None:
+    """One line per output: shape, sum, mean |x| and a sha256 prefix, to compare runs by eye."""
+    name_w = max([len(name) for name in out] + [10]) + 1
+    shapes = {name: "x".join(map(str, value.shape)) or "scalar" for name, value in out.items()}
+    shape_w = max([len(s) for s in shapes.values()] + [17]) + 1
+    print(f"{title:<{name_w + shape_w + 6}}sum{'mean|x|':>18}{'sha256[:12]':>18}")
+    for name, value in out.items():
+        print(f"  {name:<{name_w}}{shapes[name]:<{shape_w}}{value.sum(dtype=np.float64):>16.6e}  "
+              f"{np.abs(value).mean(dtype=np.float64):>12.6e}  {checksum(value)}")
+
+
+def add_plugin_option(p) -> None:
+    p.add_argument("--load-pass-plugin", dest="plugins", action="append", default=[], metavar="FILE.py|MODULE",
+                   help="import a Python file or module whose @rlxpy.passes.register'ed passes pipelines may "
+                        "then use (repeatable)")
+
+
+def load_plugins(args) -> None:
+    """Load every --load-pass-plugin, in order, before any pipeline is read."""
+    from ..passes import load_pass_plugin
+    for spec in args.plugins:
+        load_pass_plugin(spec)
+
+
+def add_dump_constants_option(p) -> None:
+    p.add_argument("--dump-constants", choices=["none", "small", "all"], default=None,
+                   help="constant data in --dump-dir: each large constant once, in the first dump that holds "
+                        "it (small, the default; later dumps name that file), in every dump (all), or none")
+
+
+def dump_constants(args) -> str | None:
+    """--dump-constants, which needs --dump-dir."""
+    if args.dump_constants is not None and not args.dump_dir:
+        raise RlxError("--dump-constants applies with --dump-dir only")
+    return args.dump_constants

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from ..ir.graph import Graph
 from ..ir.textio import load_graph, save_graph
 from ..params import bind_params
 from ..passes import PassManager
+from . import progress
+from .common import add_plugin_option, load_plugins
 
 TARGETS = ("interp", "llvm")
 
@@ -36,6 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-nodes", type=int, default=12, help="nodes per graph, about (default 12)")
     p.add_argument("--out", default="difftest-failures", metavar="DIR", help="where reproducers go (default ./difftest-failures)")
     p.add_argument("--no-reduce", dest="reduce", action="store_false", help="do not reduce the first failure")
+    progress.add_progress_option(p)
     p.set_defaults(run=run_difftest)
 
     p = sub.add_parser("bisect", help="name the first pass application that changes a case's result")
@@ -45,16 +49,21 @@ def add_parser(sub) -> None:
     p = sub.add_parser("reduce", help="shrink a failing case while the same mismatch persists")
     _case_options(p)
     p.add_argument("-o", "--output", required=True, metavar="SMALL.rlx", help="the reduced graph (inputs go to SMALL.inputs.npz)")
+    progress.add_progress_option(p)
     p.set_defaults(run=run_reduce)
 
-    p = sub.add_parser("replay", help="re-run a reproducer folder written by difftest")
+    p = sub.add_parser("replay", help="re-run a reproducer folder written by difftest",
+                       description="Re-run a reproducer folder written by difftest, loading the pass plugins it "
+                                   "records (case.json) before any given with --load-pass-plugin.")
     p.add_argument("directory", metavar="DIR")
+    add_plugin_option(p)
     p.set_defaults(run=run_replay)
 
 
 def _check_options(p) -> None:
     p.add_argument("--pipeline", default="default", help="pass pipeline to check (default: default)")
     p.add_argument("--target", default="llvm", choices=TARGETS, help="also check native code (llvm, the default) or only the passes (interp)")
+    add_plugin_option(p)
 
 
 def _case_options(p) -> None:
@@ -65,6 +74,7 @@ def _case_options(p) -> None:
 
 
 def _load_case(args) -> tuple[Graph, dict[str, np.ndarray]]:
+    load_plugins(args)
     graph = load_graph(args.case)
     if graph.params:
         raise RlxError(f"{args.case}: params {sorted(graph.param_types)} are unbound; a case holds its weights as consts")
@@ -80,20 +90,25 @@ def _load_case(args) -> tuple[Graph, dict[str, np.ndarray]]:
 def run_difftest(args: argparse.Namespace) -> int:
     if args.count < 1 or args.max_nodes < 1:
         raise RlxError("--count and --max-nodes must be >= 1")
+    load_plugins(args)
     PassManager(args.pipeline)
     start = time.perf_counter()
     nodes, failures = 0, []
-    for i in range(args.count):
-        seed = args.seed + i
-        case = seeded_case(seed, args.max_nodes)
-        graph = bind_params(case.graph, case.params)
-        nodes += len(graph)
-        result = check_case(graph, case.inputs, pipeline=args.pipeline, target=args.target)
-        if not result.ok:
-            folder = Path(args.out) / f"seed-{seed}"
-            write_reproducer(folder, Reproducer(graph, case.inputs, args.pipeline, args.target, seed, str(result.first)))
-            failures.append((folder, graph, case.inputs))
-            print(f"mismatch: seed {seed}: {result.first}\n  reproducer: {folder}")
+    with progress.bar(args, total=args.count, desc="difftest", unit="graph") as bar:
+        bar.set_postfix_str("0 mismatches", refresh=False)
+        for i in range(args.count):
+            seed = args.seed + i
+            case = seeded_case(seed, args.max_nodes)
+            graph = bind_params(case.graph, case.params)
+            nodes += len(graph)
+            result = check_case(graph, case.inputs, pipeline=args.pipeline, target=args.target)
+            if not result.ok:
+                folder = Path(args.out) / f"seed-{seed}"
+                write_reproducer(folder, Reproducer(graph, case.inputs, args.pipeline, args.target, seed, str(result.first)))
+                failures.append((folder, graph, case.inputs))
+                bar.write(f"mismatch: seed {seed}: {result.first}\n  reproducer: {folder}", file=sys.stdout)
+                bar.set_postfix_str(f"{len(failures)} mismatches", refresh=False)
+            bar.update()
     seconds = time.perf_counter() - start
     print(f"difftest: {args.count} graphs, {nodes} nodes, {len(failures)} mismatches, {seconds:.1f} s "
           f"(pipeline '{args.pipeline}', target {args.target}, seeds {args.seed}..{args.seed + args.count - 1})")
@@ -101,13 +116,25 @@ def run_difftest(args: argparse.Namespace) -> int:
         return 0
     if args.reduce:
         folder, graph, inputs = failures[0]
-        reduced = reduce_case(graph, inputs, pipeline=args.pipeline, target=args.target)
+        with _reduce_progress(args) as (_, tick):
+            reduced = reduce_case(graph, inputs, pipeline=args.pipeline, target=args.target, on_try=tick)
         save_graph(reduced.graph, folder / "reduced.rlx")
         save_npz(str(folder / "reduced.inputs.npz"), reduced.inputs)
         print(f"reduced {folder.name}: {len(graph)} -> {len(reduced.graph)} nodes ({folder / 'reduced.rlx'}): {reduced.mismatch}")
         verdict = bisect_case(reduced.graph, reduced.inputs, pipeline=args.pipeline, target=args.target)
         print(f"bisect: {verdict}")
     return 1
+
+
+@contextmanager
+def _reduce_progress(args):
+    """A bar of the transformations tried, showing the size of the smallest case so far."""
+    with progress.bar(args, desc="reduce", unit="try") as bar:
+        def tick(tries: int, graph: Graph) -> None:
+            if not bar.disable:
+                bar.set_postfix_str(f"{len(graph)} nodes, {sum(n.type.numel for n in graph.nodes)} elements", refresh=False)
+                bar.update(tries - bar.n)
+        yield bar, tick
 
 
 def run_bisect(args: argparse.Namespace) -> int:
@@ -119,8 +146,9 @@ def run_bisect(args: argparse.Namespace) -> int:
 
 def run_reduce(args: argparse.Namespace) -> int:
     graph, inputs = _load_case(args)
-    reduced = reduce_case(graph, inputs, pipeline=args.pipeline, target=args.target,
-                          log=lambda line: print(line, file=sys.stderr))
+    with _reduce_progress(args) as (bar, tick):
+        reduced = reduce_case(graph, inputs, pipeline=args.pipeline, target=args.target,
+                              log=lambda line: bar.write(line, file=sys.stderr), on_try=tick)
     out = Path(args.output)
     save_graph(reduced.graph, out)
     inputs_path = out.with_suffix(".inputs.npz")
@@ -131,7 +159,8 @@ def run_reduce(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    case = load_reproducer(args.directory)
+    case = load_reproducer(args.directory)               # loads the plugins it records
+    load_plugins(args)
     result = check_case(case.graph, case.inputs, pipeline=case.pipeline, target=case.target)
     if result.ok:
         print(f"replay: {args.directory}: no mismatch any more (pipeline '{case.pipeline}', target {case.target})")

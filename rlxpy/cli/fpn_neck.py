@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from collections import Counter
 
 import numpy as np
@@ -13,7 +12,10 @@ from ..errors import RlxError
 from ..ir.textio import save_graph
 from ..models.sam2 import (HIERA, FpnNeckConfig, build_fpn_neck_ir, load_fpn_neck_weights,
                            synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights)
-from .common import checksum, load_npz, parse_image_size, parse_int_list, save_npz
+from .common import (add_dump_constants_option, add_llvm_options, add_plugin_option, dump_constants, load_npz,
+                     load_plugins, parse_image_size, parse_int_list, print_comparison, print_outputs, save_npz,
+                     target_options)
+from .progress import Stages, add_progress_option
 
 
 def add_parser(sub) -> None:
@@ -36,44 +38,14 @@ def add_parser(sub) -> None:
     p.add_argument("--top-down-levels", default="2,3", metavar="LIST", help="levels with the top-down path (default 2,3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights and inputs")
     p.add_argument("--pipeline", default="default", help="pass pipeline (see 'rlxpy opt --list-passes')")
+    add_plugin_option(p)
     p.add_argument("--emit-ir", metavar="OUT.rlx", help="write the neck's graph, before any pass, as textual IR")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
+    add_dump_constants_option(p)
     p.add_argument("--report", action="store_true", help="print the fusion report in full")
-    llvm = p.add_argument_group("target llvm")
-    llvm.add_argument("--compare", choices=["interp"],
-                      help="check every native node against the interpreter on each call, and print "
-                           "the largest difference of each output from an interpreter run")
-    llvm.add_argument("--strict", action="store_true", help="a node without native code is an error")
-    llvm.add_argument("--no-cache", action="store_true", help="do not use the object code cache")
-    llvm.add_argument("--threads", type=int, metavar="N", help="threads per kernel (default: available cores)")
+    add_progress_option(p)
+    add_llvm_options(p)
     p.set_defaults(run=run)
-
-
-LLVM_FLAGS = {"compare": "--compare", "strict": "--strict", "no_cache": "--no-cache", "threads": "--threads"}
-
-
-def _target_options(args) -> dict:
-    """Keyword options of driver.compile for the chosen target; llvm flags need --target llvm."""
-    given = [flag for key, flag in LLVM_FLAGS.items() if getattr(args, key) not in (None, False)]
-    if args.target != "llvm":
-        if given:
-            raise RlxError(f"{given[0]} applies to --target llvm only")
-        return {}
-    if args.threads is not None and args.threads < 1:
-        raise RlxError(f"--threads must be a positive integer, got {args.threads}")
-    return {"strict": args.strict, "cache": not args.no_cache, "compare_with": args.compare,
-            "threads": args.threads}
-
-
-def _print_comparison(graph, params, inputs, out) -> None:
-    """The largest difference of each output from the interpreter, absolute and of its scale."""
-    ref = driver.compile(graph, params=params, target="interp")(**inputs)
-    print("compare with interp (every native node also checked against its interpreter rule)")
-    print("  output         max|diff|     of scale")
-    for name, expected in ref.items():
-        diff = float(np.abs(out[name].astype(np.float64) - expected).max())
-        scale = float(np.abs(expected).max()) or 1.0
-        print(f"  {name:<11}{diff:>13.3e}{diff / scale:>13.3e}")
 
 
 def _config(args, inputs: dict[str, np.ndarray] | None) -> FpnNeckConfig:
@@ -104,38 +76,36 @@ def _ms(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    dumps = dump_constants(args)
+    load_plugins(args)
     inputs = load_npz(args.inputs) if args.inputs else None
     cfg = _config(args, inputs)
     if inputs is not None:
         _check_input_keys(inputs, args.inputs, cfg)
-    times = {}
+    stage = Stages(args, "rlxpy fpn-neck")         # each stage on stderr as it ends, with --progress
+    times = stage.times
 
-    t = time.perf_counter()
-    graph = build_fpn_neck_ir(cfg)
-    times["build IR"] = time.perf_counter() - t
+    with stage("build IR"):
+        graph = build_fpn_neck_ir(cfg)
     if args.emit_ir:
         save_graph(graph, args.emit_ir)
 
-    t = time.perf_counter()
-    if args.weights:
-        params, weights_from = load_fpn_neck_weights(args.weights, cfg), args.weights
-    else:
-        params, weights_from = synthetic_fpn_neck_weights(cfg, args.seed), f"synthetic (seed {args.seed})"
-    times["weights"] = time.perf_counter() - t
+    with stage("weights"):
+        if args.weights:
+            params, weights_from = load_fpn_neck_weights(args.weights, cfg), args.weights
+        else:
+            params, weights_from = synthetic_fpn_neck_weights(cfg, args.seed), f"synthetic (seed {args.seed})"
     if inputs is None:
         inputs, inputs_from = synthetic_fpn_neck_inputs(cfg, args.seed), f"synthetic (seed {args.seed})"
     else:
         inputs_from = args.inputs
 
-    options = _target_options(args)
-    t = time.perf_counter()
-    exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
-                         dump_dir=args.dump_dir, **options)
-    times["compile"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    out = exe(**inputs)
-    times["run"] = time.perf_counter() - t
+    options = target_options(args)
+    with stage("compile"):
+        exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
+                             dump_dir=args.dump_dir, dump_constants=dumps, **options)
+    with stage("run"):
+        out = exe(**inputs)
 
     ops = Counter(n.op for n in graph.nodes)
     print(f"rlxpy fpn-neck: {cfg.describe()}")
@@ -155,12 +125,9 @@ def run(args: argparse.Namespace) -> int:
     for stage, seconds in times.items():
         print(f"  {stage:<9}{_ms(seconds)}")
     print(f"  {'':<9}{cfg.flops() / times['run'] / 1e9:9.1f} GFLOP/s in run")
-    print("outputs (NCHW float32)             sum           mean|x|       sha256[:12]")
-    for name, value in out.items():
-        shape = "x".join(map(str, value.shape))
-        print(f"  {name:<11}{shape:<18}{value.sum(dtype=np.float64):>16.6e}  {np.abs(value).mean(dtype=np.float64):>12.6e}  {checksum(value)}")
+    print_outputs(out, "outputs (NCHW float32)")
     if args.compare:
-        _print_comparison(graph, params, inputs, out)
+        print_comparison(graph, params, inputs, out)
     if args.out:
         save_npz(args.out, out)
         print(f"wrote {args.out}")

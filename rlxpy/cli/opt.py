@@ -11,6 +11,8 @@ from ..ir.parser import parse_graph
 from ..ir.printer import print_graph
 from ..ir.textio import load_graph, save_graph
 from ..passes import PASSES, PIPELINES, PassManager
+from ..passes.plugins import plugin_of
+from .common import add_dump_constants_option, add_plugin_option, dump_constants, load_plugins
 
 
 def add_parser(sub) -> None:
@@ -30,11 +32,13 @@ def add_parser(sub) -> None:
                    help="print the IR after a pass only if it changed it (alone: after every such pass)")
     p.add_argument("--time-passes", action="store_true", help="report the wall time of each pass")
     p.add_argument("--dump-dir", metavar="DIR", help="write 000-input.rlx, 001-<pass>.rlx, ... into DIR")
+    add_dump_constants_option(p)
     p.add_argument("--opt-bisect-limit", type=int, metavar="N", help="run only the first N pass applications")
     p.add_argument("--no-verify-each", dest="verify_each", action="store_false", help="do not verify after every pass")
     p.add_argument("--reproducer-dir", metavar="DIR", help="where a failing pass leaves its reproducer (default: a temp dir)")
     p.add_argument("--report", action="store_true", help="print every pass remark (the fusion report among them)")
     p.add_argument("--list-passes", action="store_true", help="list the passes, their options and the named pipelines")
+    add_plugin_option(p)
     p.set_defaults(run=run)
 
 
@@ -42,9 +46,11 @@ def list_passes() -> str:
     lines = ["passes:"]
     for name in sorted(PASSES):
         cls = PASSES[name]
-        lines.append(f"  {name:<16}{cls.summary}")
+        plugin = plugin_of(name)
+        lines.append(f"  {name:<16}{cls.summary}" + (f" (plugin {plugin})" if plugin else ""))
         for f in dataclasses.fields(cls):
-            lines.append(f"  {'':<18}{f.name.replace('_', '-')}: {f.type} = {str(f.default).lower() if isinstance(f.default, bool) else f.default}")
+            kind = getattr(f.type, "__name__", f.type)     # a class, or its name as a string annotation
+            lines.append(f"  {'':<18}{f.name.replace('_', '-')}: {kind} = {str(f.default).lower() if isinstance(f.default, bool) else f.default}")
     lines.append("pipelines:")
     for name, text in PIPELINES.items():
         lines.append(f"  {name:<16}{text or '(no passes)'}")
@@ -52,6 +58,7 @@ def list_passes() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    load_plugins(args)
     if args.list_passes:
         print(list_passes())
         return 0
@@ -64,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         args.pipeline, verify_each=args.verify_each, print_ir_before=args.print_ir_before,
         print_ir_after=args.print_ir_after, print_ir_after_all=args.print_ir_after_all,
         print_ir_after_change=args.print_ir_after_change, time_passes=args.time_passes,
-        dump_dir=args.dump_dir, opt_bisect_limit=args.opt_bisect_limit,
+        dump_dir=args.dump_dir, dump_constants=dump_constants(args), opt_bisect_limit=args.opt_bisect_limit,
         reproducer_dir=args.reproducer_dir,
     )
     result = pm.run(graph)

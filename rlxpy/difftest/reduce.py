@@ -47,8 +47,11 @@ Variant = tuple[str, Graph, dict[str, np.ndarray]]
 
 def reduce_case(graph: Graph, inputs: Mapping[str, np.ndarray], *, pipeline: str = "default",
                 target: str = "interp", log: Callable[[str], None] | None = None,
-                max_tries: int = 2000) -> Reduced:
-    """The smallest case found that fails like `graph` does (params must already be bound)."""
+                max_tries: int = 2000, on_try: Callable[[int, Graph], None] | None = None) -> Reduced:
+    """The smallest case found that fails like `graph` does (params must already be bound).
+
+    `log` gets a line for every transformation kept; `on_try` is called for every one tried
+    with the number tried so far and the smallest case yet."""
     first = check_case(graph, inputs, pipeline=pipeline, target=target).first
     if first is None:
         raise RlxError("the case does not fail: nothing to reduce")
@@ -65,6 +68,8 @@ def reduce_case(graph: Graph, inputs: Mapping[str, np.ndarray], *, pipeline: str
         progress = False
         for what, candidate, data in _variants(graph, inputs):
             tries += 1
+            if on_try:
+                on_try(tries, graph)
             try:
                 candidate = verify(candidate)
             except RlxError:

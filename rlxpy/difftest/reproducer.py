@@ -3,14 +3,18 @@
     DIR/case.rlx          the graph (params bound: weights are consts)
     DIR/case.safetensors  its large constants
     DIR/inputs.npz        the inputs
-    DIR/case.json         pipeline, target, seed and the mismatch seen
+    DIR/case.json         pipeline, target, seed, the mismatch seen, and the pass plugins loaded
     DIR/COMMAND           the commands that replay, bisect and reduce it
+
+`load_reproducer` (and so `rlxpy replay DIR`) loads the recorded plugins (a file's absolute path, or
+a module name) itself.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import shlex
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ from ..errors import RlxError
 from ..files import load_npz
 from ..ir.graph import Graph
 from ..ir.textio import load_graph, save_graph
+from ..passes.plugins import PluginError, load_pass_plugin, loaded_plugins
 
 
 @dataclass
@@ -29,6 +34,7 @@ class Reproducer:
     target: str
     seed: int | None = None
     mismatch: str = ""
+    plugins: list[str] = field(default_factory=lambda: [p.spec for p in loaded_plugins()])
 
 
 def write_reproducer(directory: str | Path, case: Reproducer) -> Path:
@@ -39,10 +45,12 @@ def write_reproducer(directory: str | Path, case: Reproducer) -> Path:
     meta = {k: v for k, v in asdict(case).items() if k not in ("graph", "inputs")}
     (d / "case.json").write_text(json.dumps(meta, indent=2) + "\n")
     q = f"'{case.pipeline}'"
+    plugins = "".join(f" --load-pass-plugin {shlex.quote(spec)}" for spec in case.plugins)
     (d / "COMMAND").write_text(
         f"rlxpy replay {d}\n"
-        f"rlxpy bisect {d / 'case.rlx'} --inputs {d / 'inputs.npz'} --pipeline {q} --target {case.target}\n"
-        f"rlxpy reduce {d / 'case.rlx'} --inputs {d / 'inputs.npz'} --pipeline {q} --target {case.target} -o {d / 'reduced.rlx'}\n"
+        f"rlxpy bisect {d / 'case.rlx'} --inputs {d / 'inputs.npz'} --pipeline {q} --target {case.target}{plugins}\n"
+        f"rlxpy reduce {d / 'case.rlx'} --inputs {d / 'inputs.npz'} --pipeline {q} --target {case.target}{plugins} "
+        f"-o {d / 'reduced.rlx'}\n"
     )
     return d
 
@@ -58,7 +66,15 @@ def load_reproducer(directory: str | Path) -> Reproducer:
     missing = [k for k in ("pipeline", "target") if k not in meta]
     if missing:
         raise RlxError(f"{d / 'case.json'}: missing '{missing[0]}'")
+    plugins = meta.get("plugins", [])
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise RlxError(f"{d / 'case.json'}: 'plugins' must be a list of plugin files or module names")
+    for spec in plugins:                      # before anything reads the pipeline
+        try:
+            load_pass_plugin(spec)
+        except PluginError as e:
+            raise PluginError(f"{e} (recorded in {d / 'case.json'})") from None
     inputs = load_npz(str(d / "inputs.npz"))
     return Reproducer(load_graph(d / "case.rlx"), inputs, meta["pipeline"], meta["target"],
-                      meta.get("seed"), meta.get("mismatch", ""))
+                      meta.get("seed"), meta.get("mismatch", ""), plugins)
 

@@ -7,15 +7,28 @@ A const with more than `inline_limit` elements is printed as a handle, `const @N
 is stored in the safetensors file under the same NAME. The pair is kept consistent: saving a graph
 without handle constants removes a stale `NAME.safetensors`, and loading rejects a safetensors file
 holding a tensor that the text does not use.
+
+A dump written with `dump_constants="small"` (see `rlxpy.passes.DumpDir`) leaves out constants an
+earlier dump of the same run already holds, and names them in its header:
+
+    // rlxpy-consts-in: 001-fold-constants.safetensors {"pos0": "pos0", "w": "lateral0_w"}
+
+(handle here -> tensor in that file, beside this one); `load_graph` reads them from there. A dump
+written with `dump_constants="none"` says `// rlxpy-consts: none written ...`, and loading it names
+that as the reason its constants are missing.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 from safetensors import SafetensorError
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from ..errors import RlxError
@@ -25,6 +38,10 @@ from .printer import is_handle_const, print_graph
 
 SUFFIX = ".rlx"
 CONSTS_SUFFIX = ".safetensors"
+# Header lines of pass dumps (see the module docstring): where left-out constants are, or that none are.
+CONSTS_IN = "// rlxpy-consts-in: "
+CONSTS_NONE = "// rlxpy-consts: none written"
+_CONSTS_IN_LINE = re.compile(r"(\S+) (\{.*\})")
 
 
 def consts_path(path: str | os.PathLike) -> Path:
@@ -32,11 +49,14 @@ def consts_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(CONSTS_SUFFIX)
 
 
-def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8, header: str = "") -> list[Path]:
+def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8, header: str = "",
+               omit_consts: Collection[str] = ()) -> list[Path]:
     """Write `graph` to `path` (which must end in .rlx) and its large constants beside it.
 
     `header` goes first, each line as a `//` comment. Returns the files written. The graph is not
-    verified, so a broken graph can be saved for a bug report; every const must carry its data.
+    verified, so a broken graph can be saved for a bug report; every const must carry its data,
+    except the handle consts named in `omit_consts`, whose data is not written (the header should
+    say where it is).
     """
     path = Path(path)
     if path.suffix != SUFFIX:
@@ -48,7 +68,7 @@ def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8, 
         text = "".join(line if line.startswith("//") else f"// {line}" for line in header.splitlines(True)) + "\n" + text
     tensors: dict[str, np.ndarray] = {}
     for node in graph.nodes:
-        if not is_handle_const(node, inline_limit):
+        if not is_handle_const(node, inline_limit) or node.name in omit_consts:
             continue
         if node.value is None:
             raise RlxError(f"cannot save graph @{graph.name}: const %{node.name} has no data")
@@ -86,4 +106,56 @@ def load_graph(path: str | os.PathLike) -> Graph:
         consts_from = str(side)
     else:
         consts_from = f"{side} does not exist (the large constants of {path.name} are saved there)"
+    header = _header(text)
+    if any(line.startswith(CONSTS_NONE) for line in header):
+        consts_from = f"{path.name} was dumped without constant data (dump_constants='none')"
+    elsewhere = _consts_elsewhere(path, header)
+    if elsewhere:
+        consts = {**(consts or {}), **elsewhere}
+        own = side.name if side.is_file() else f"{side.name} (which does not exist)"
+        consts_from = f"{own} or the earlier dumps named in the header of {path.name}"
     return _parse(text, str(path), consts, consts_from)
+
+
+def _header(text: str) -> list[str]:
+    """The comment lines before the graph."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("//"):
+            break
+        lines.append(line)
+    return lines
+
+
+def _consts_elsewhere(path: Path, header: list[str]) -> dict[str, np.ndarray]:
+    """The constants a dump's header says are in earlier dumps' files beside it."""
+    found: dict[str, np.ndarray] = {}
+    for number, line in enumerate(header, start=1):
+        if not line.startswith(CONSTS_IN):
+            continue
+        m = _CONSTS_IN_LINE.fullmatch(line[len(CONSTS_IN):])
+        where = f"graph file {path}:{number}"
+        try:
+            names = json.loads(m.group(2)) if m else None
+        except json.JSONDecodeError:
+            names = None
+        if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+            raise RlxError(f"{where}: expected '{CONSTS_IN}FILE.safetensors {{\"handle\": \"key\", ...}}'")
+        name = m.group(1)
+        if Path(name).name != name or not name.endswith(CONSTS_SUFFIX):
+            raise RlxError(f"{where}: {name!r} is not a .safetensors file name beside {path.name}")
+        other = path.parent / name
+        if not other.is_file():
+            first = next(iter(names))
+            raise RlxError(f"{where}: the data of constant @{first} is in {other} (written by an earlier dump of "
+                           f"the same run), which does not exist")
+        try:
+            with safe_open(str(other), framework="numpy") as f:
+                keys = set(f.keys())
+                for handle, key in names.items():
+                    if key not in keys:
+                        raise RlxError(f"{where}: constant @{handle} should be '{key}' in {other}, which has no such tensor")
+                    found[handle] = f.get_tensor(key)
+        except (SafetensorError, OSError) as e:
+            raise RlxError(f"{where}: {other} (named for constants) is not a readable safetensors file ({e})") from None
+    return found

@@ -17,6 +17,7 @@ name as their provenance (`origin`). Notes for the user (e.g. why a fusion did n
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,9 +27,20 @@ from ..ir.graph import Graph, Node
 PASSES: dict[str, type["Pass"]] = {}
 
 
+# What a pipeline string can spell (see pipeline.py).
+PASS_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def register(cls: type["Pass"]) -> type["Pass"]:
-    if cls.name in PASSES:
-        raise ValueError(f"two passes named '{cls.name}'")
+    """Make a pass available to pipelines under its `name` (a class decorator)."""
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    if not isinstance(cls.name, str) or not PASS_NAME.fullmatch(cls.name):
+        raise PassError(f"cannot register pass {where}: its name {cls.name!r} is not one a pipeline can spell "
+                        f"(letters, digits, '_', '.', '-')")
+    taken = PASSES.get(cls.name)
+    if taken is not None and taken is not cls:
+        raise PassError(f"cannot register pass '{cls.name}' ({where}): the name is already taken by "
+                        f"{taken.__module__}.{taken.__qualname__}")
     PASSES[cls.name] = cls
     return cls
 

@@ -8,11 +8,12 @@ Around every pass application it calls the instruments, verifies the result (unl
 `verify_each=False`: a failure names the pass), and honours `opt_bisect_limit=N` (only the first N
 applications run; the rest are reported as skipped, as LLVM's -opt-bisect-limit does). When a pass
 raises or breaks the graph, a reproducer (the IR it was given and the pass) is written and its
-path named in the error.
+path named in the error; its replay line loads the pass plugins that were loaded.
 """
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tempfile
 import time
@@ -29,6 +30,7 @@ from ..ir.verify import verify
 from .base import Pass, PassContext, Remark
 from .instruments import DumpDir, Instrument, PassTiming, PrintIR, names
 from .pipeline import format_pipeline, parse_pipeline
+from .plugins import loaded_plugins
 
 
 @dataclass
@@ -69,7 +71,7 @@ class PassManager:
                  print_ir_after: Sequence[str] | str | None = None,
                  print_ir_after_all: bool = False, print_ir_after_change: bool = False,
                  time_passes: bool = False, dump_dir: str | Path | None = None,
-                 opt_bisect_limit: int | None = None, reproducer_dir: str | Path | None = None,
+                 dump_constants: str | None = None, opt_bisect_limit: int | None = None, reproducer_dir: str | Path | None = None,
                  instruments: Sequence[Instrument] = (), stream: IO[str] | None = None):
         self.passes: list[Pass] = parse_pipeline(pipeline) if isinstance(pipeline, str) else list(pipeline)
         self.verify_each = verify_each
@@ -88,7 +90,9 @@ class PassManager:
         if self.timing:
             self.instruments.append(self.timing)
         if dump_dir is not None:
-            self.instruments.append(DumpDir(Path(dump_dir)))
+            self.instruments.append(DumpDir(Path(dump_dir), dump_constants or "small", stream))
+        elif dump_constants is not None:
+            raise PassError(f"dump_constants={dump_constants!r} applies only with dump_dir")
         self.log = RunLog()
 
     def __str__(self) -> str:
@@ -146,8 +150,9 @@ class PassManager:
         directory = self.reproducer_dir or Path(tempfile.mkdtemp(prefix="rlxpy-reproducer-"))
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"reproducer-{p.name}.rlx"
+        plugins = "".join(f" --load-pass-plugin {shlex.quote(plugin.spec)}" for plugin in loaded_plugins())
         comment = [f"rlxpy reproducer: pass '{p.spelling()}' {why}".replace("\n", " "),
-                   f"replay: rlxpy opt {path.name} -p '{p.spelling()}'",
+                   f"replay: rlxpy opt {path.name} -p '{p.spelling()}'{plugins}",
                    f"full pipeline: {self}"]
         comment += trace.strip().splitlines()[-6:]
         save_graph(graph, path, header="\n".join(comment))

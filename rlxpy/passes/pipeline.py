@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from ..errors import PassError
-from .base import PASSES, Pass
+from .base import PASS_NAME, PASSES, Pass
 
 # The pipeline `rlxpy.compile` runs unless told otherwise: fold what depends only on constants (the
 # position encodings, the weight reshapes and transposes), fuse each matmul with its epilogue, then
@@ -19,7 +19,7 @@ PIPELINES: dict[str, str] = {
     "none": "",
 }
 
-_TOKEN = re.compile(r"\s*([A-Za-z0-9_.-]+)\s*(\{[^{}]*\})?\s*(,|$)")
+_TOKEN = re.compile(rf"\s*({PASS_NAME.pattern})\s*(\{{[^{{}}]*\}})?\s*(,|$)")
 
 
 def parse_pipeline(text: str) -> list[Pass]:

@@ -7,9 +7,7 @@ dtype or a NaN/Inf value is an error naming the key, the file and what was expec
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +15,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from ...errors import WeightsError
+from ...files import read_bf16
 from ...ir.types import TensorType
-from ...params import as_float32
+from ...params import FLOAT_DTYPES, as_float32
 from .config import FpnNeckConfig
-
-FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
 
 def load_fpn_neck_weights(path: str | os.PathLike, cfg: FpnNeckConfig) -> dict[str, np.ndarray]:
@@ -50,7 +47,7 @@ def load_fpn_neck_weights(path: str | os.PathLike, cfg: FpnNeckConfig) -> dict[s
                 raise WeightsError(
                     f"key '{key}' in {path}: expected shape {list(shape)}, got {list(actual)}"
                 )
-            array = _read_bf16(path, key) if dtype == "BF16" else f.get_tensor(key)
+            array = read_bf16(path, key) if dtype == "BF16" else f.get_tensor(key)
             params[key] = as_float32(key, array, TensorType(shape), what="key", where=str(path))
     return params
 
@@ -60,17 +57,6 @@ def _missing(key: str, shape: tuple[int, ...], path: Path, keys: set[str]) -> st
     tail = key.split(".", 1)[1]                      # e.g. a neck-only export without the prefix
     near = sorted(k for k in keys if k.endswith(tail))
     return msg + (f"; found similar key '{near[0]}'" if near else f"; the file has {len(keys)} keys")
-
-
-def _read_bf16(path: Path, key: str) -> np.ndarray:
-    """numpy has no bfloat16: read the raw 16-bit words and widen them to float32."""
-    with open(path, "rb") as fh:
-        (size,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(size))
-        entry = header[key]
-        start, end = entry["data_offsets"]
-        words = np.fromfile(fh, dtype="<u2", count=(end - start) // 2, offset=start)
-    return (words.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
 
 
 def synthetic_fpn_neck_weights(cfg: FpnNeckConfig, seed: int = 0) -> dict[str, np.ndarray]:
