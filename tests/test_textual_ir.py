@@ -478,7 +478,31 @@ PARSE_ERRORS = [
     ("bad-shape", edit("tensor<2x3xf32>", "tensor<2y3xf32>"), 2, 36, "bad tensor shape '2y3xf32'"),
     ("not-a-type", edit(": tensor<2x4xf32>", ": f32"), 4, 25, "expected a tensor type like tensor<2x3xf32>, got 'f32'"),
     ("huge-type", edit("tensor<2x3xf32>", "tensor<4294967296x4294967296xf32>"), 2, 36,
-     "tensor type with 18446744073709551616 elements is too large"),
+     "tensor<4294967296x4294967296xf32> has 18446744073709551616 elements (73786976294838206464 bytes), over "
+     "the limit: a tensor has at most 64 dimensions and 2**62 bytes"),
+    # the size limit, and text too large for int(): each a located error, found in linear time
+    ("rank-65", edit("tensor<2x3xf32>", "tensor<" + "1x" * 65 + "f32>"), 2, 164,
+     "tensor type with more than 64 dimensions: a tensor has at most 64 dimensions and 2**62 bytes"),
+    ("20000-dims", edit("tensor<2x3xf32>", "tensor<" + "1x" * 20_000 + "f32>"), 2, 164,
+     "tensor type with more than 64 dimensions"),
+    ("500000-dims", edit("tensor<2x3xf32>", "tensor<" + "1x" * 500_000 + "f32>"), 2, 164,
+     "tensor type with more than 64 dimensions"),
+    ("dimension-of-5000-digits", edit("tensor<2x3xf32>", "tensor<" + "7" * 5000 + "x3xf32>"), 2, 36,
+     "tensor dimension 7777777777777777777777777777777777777... (5000 characters) is over the size limit: "
+     "a tensor has at most 64 dimensions and 2**62 bytes"),
+    ("int-of-5000-digits", edit("[1, 0]", "[1, -" + "9" * 5000 + "]"), 5, 34,
+     "integer -999999999999999999999999999999999999... (5001 characters) does not fit in 64 bits"),
+    ("reshape-to-rank-65", edit("transpose(%0) {perm = [1, 0]}", "reshape(%0) {shape = [" + "1, " * 63 + "4, 2]}"),
+     5, 3, "node %t (reshape): attribute 'shape' has 65 dimensions: a tensor of rank 65 is over the limit"),
+    ("pos-encoding-too-large", edit("%t = transpose(%0) {perm = [1, 0]} : tensor<4x2xf32>",
+                                    "%t = pos_encoding {batch = 4611686018427387904, dim = 4, height = 2, width = 1} "
+                                    ": tensor<1x4x2x1xf32>"), 5, 3,
+     "node %t (pos_encoding): attributes {batch = 4611686018427387904, dim = 4, height = 2, width = 1} make a "
+     "result too large: tensor<4611686018427387904x4x2x1xf32> has 36893488147419103232 elements"),
+    ("long-op-name", edit("matmul", "m" * 100_000), 4, 8,
+     "unknown op 'mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm... (100000 characters)'; known ops: bias_add"),
+    ("long-bad-graph-name", BASE.replace("graph @g", "graph @9" + "g" * 100_000), 1, 7,
+     "invalid graph name '@9ggggggggggggggggggggggggggggggggggg... (100002 characters)'"),
 ]
 
 CONST_ERRORS = [
@@ -493,7 +517,9 @@ CONST_ERRORS = [
     ("out-of-range", "%c = const dense<[1e39, 2.0]> : tensor<2xf32>", 21,
      "number 1e39 is out of the float32 range (largest 3.4028235e+38); write inf for an infinity"),
     ("deep-dense", "%c = const dense<" + "[" * 70 + "1.0" + "]" * 70 + "> : tensor<1xf32>", 85,
-     "dense literal nested more than 64 deep"),
+     "dense literal nested more than 64 deep: a tensor has at most 64 dimensions and 2**62 bytes"),
+    ("number-of-5000-digits", "%c = const dense<[" + "1" * 5000 + "]> : tensor<1xf32>", 21,
+     "number 1111111111111111111111111111111111111... (5000 characters) is out of range"),
     ("not-a-number", "%c = const dense<[1.0, true]> : tensor<2xf32>", 26,
      "expected a number or '[' in the dense literal, got 'true'"),
     ("unclosed-dense", "%c = const dense<[1.0, 2.0] : tensor<2xf32>", 31, "expected '>' to close dense<..., got ':'"),
@@ -520,6 +546,22 @@ def test_const_errors_name_line_and_column(node, column, message):
         parse_graph(text)
     assert (e.value.line, e.value.column) == (6, column), str(e.value)
     assert str(e.value).startswith(f"6:{column}: {message}"), str(e.value)
+
+
+def test_numbers_with_leading_zeros_are_read_by_value():
+    text = edit("[1, 0]", "[" + "0" * 5000 + "1, -" + "0" * 5000 + "0]",
+                edit("tensor<2x3xf32>", "tensor<" + "0" * 5000 + "2x3xf32>"))
+    assert print_graph(parse_graph(text)) == BASE
+
+
+def test_long_strings_and_many_comment_lines_parse(rng):
+    """Escapes, unicode and a long attribute string; a file of many comment lines."""
+    name = "".join(rng.choice(list("ab\"\\\n\tü€𝄞 "), size=200_000))
+    b = GraphBuilder("strings")
+    b.output("y", b.scale(b.param(name, (2, 3)), factor=2.0))
+    graph = b.build()
+    text = "// a comment line\n" * 100_000 + print_graph(graph)
+    assert parse_graph(text).params[0].attrs["name"] == name
 
 
 def test_parse_graph_wants_text():

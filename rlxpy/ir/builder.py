@@ -54,17 +54,17 @@ class GraphBuilder:
 
     def input(self, name: str, shape: Sequence[int], dtype: str = "f32", *, value_name: str | None = None) -> Value:
         """A run-time input, passed to the executable as `name=array`."""
-        return self._add("input", (), {"name": name}, TensorType(tuple(shape), dtype), value_name or name)
+        return self._source("input", {"name": name}, shape, dtype, value_name or name)
 
     def param(self, name: str, shape: Sequence[int], dtype: str = "f32", *, value_name: str | None = None) -> Value:
         """A weight bound at compile time from `params[name]` (e.g. a checkpoint key)."""
-        return self._add("param", (), {"name": name}, TensorType(tuple(shape), dtype), value_name)
+        return self._source("param", {"name": name}, shape, dtype, value_name)
 
     def const(self, data: Any, *, name: str | None = None) -> Value:
         """A constant tensor (converted to float32; the node keeps a read-only copy)."""
         array = np.array(data, dtype=np.float32, copy=True)
         array.setflags(write=False)
-        return self._add("const", (), {}, TensorType(array.shape), name, value=array)
+        return self._source("const", {}, array.shape, "f32", name, value=array)
 
     # -- compute ops ---------------------------------------------------------------------------
 
@@ -82,7 +82,7 @@ class GraphBuilder:
         try:
             opdef.check_arity(len(operands))
             canonical = opdef.normalize_attrs(attrs)
-            rtype = opdef.infer([v.type for v in operands], canonical)
+            rtype = opdef.result_type([v.type for v in operands], canonical)
         except OpTypeError as e:
             raise VerifyError(f"{label} ({opname}): {e}") from None
         return self._add(opname, tuple(v.name for v in operands), canonical, rtype, name)
@@ -117,13 +117,30 @@ class GraphBuilder:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _source(self, op: str, attrs: dict, shape: Sequence[int], dtype: str, name: str | None,
+                value: np.ndarray | None = None) -> Value:
+        name = self._fresh() if name is None else name
+        what = f"node %{name} ({op} {attrs['name']!r})" if "name" in attrs else f"node %{name} ({op})"
+        try:
+            dims = tuple(shape)
+        except TypeError:
+            raise VerifyError(f"{what}: the shape must be a sequence of positive integers, got {shape!r}") from None
+        try:
+            rtype = TensorType(dims, dtype)
+        except ValueError as e:   # a bad dimension or element type, or over the size limit
+            raise VerifyError(f"{what}: {e}") from None
+        return self._add(op, (), attrs, rtype, name, value)
+
+    def _fresh(self) -> str:
+        while str(self._counter) in self._names:
+            self._counter += 1
+        self._counter += 1
+        return str(self._counter - 1)
+
     def _add(self, op: str, operands: tuple[str, ...], attrs: dict, rtype: TensorType,
              name: str | None, value: np.ndarray | None = None) -> Value:
         if name is None:
-            while str(self._counter) in self._names:
-                self._counter += 1
-            name = str(self._counter)
-            self._counter += 1
+            name = self._fresh()
         if name in self._names:
             raise VerifyError(f"duplicate name %{name} ({op})")
         self._names.add(name)

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .types import TensorType
+from .types import TensorType, TypeLimitError, check_rank
 
 REQUIRED = object()  # marks an attribute without a default
 
@@ -120,6 +120,14 @@ class OpDef:
                 out[name] = spec.default
         return out
 
+    def result_type(self, types: list[TensorType], attrs: dict) -> TensorType:
+        """The inferred result type of a compute op; a result over the size limit is an
+        `OpTypeError` like any other (each rule words its own where it can say more)."""
+        try:
+            return self.infer(types, attrs)
+        except TypeLimitError as e:
+            raise OpTypeError(f"the result is too large: {e}") from None
+
 
 OPS: dict[str, OpDef] = {}
 
@@ -141,6 +149,14 @@ def get_op(name: str) -> OpDef | None:
 
 def _fmt(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def result_of(shape: tuple[int, ...], what: str) -> TensorType:
+    """An f32 result type, or an `OpTypeError` saying that `what` makes it too large."""
+    try:
+        return TensorType(tuple(shape))
+    except TypeLimitError as e:
+        raise OpTypeError(f"{what}: {e}") from None
 
 
 def require_f32(types: list[TensorType], names: tuple[str, ...]) -> None:
@@ -168,7 +184,7 @@ def matmul_type(a: TensorType, b: TensorType) -> TensorType:
         raise OpTypeError(
             f"contraction mismatch: 'a' {a} has {k} columns but 'b' {b} has {k2} rows"
         )
-    return TensorType(_broadcast(a.shape[:-2], b.shape[:-2]) + (m, n))
+    return result_of(_broadcast(a.shape[:-2], b.shape[:-2]) + (m, n), f"the product of {a} and {b}")
 
 
 def bias_type(x: TensorType, bias: TensorType, axis: int) -> TensorType:
@@ -285,14 +301,18 @@ TRANSPOSE = declare(OpDef(
 def _infer_reshape(t: list[TensorType], a: dict) -> TensorType:
     require_f32(t, ("x",))
     shape = a["shape"]
+    try:
+        check_rank(len(shape))
+    except TypeLimitError as e:
+        raise OpTypeError(f"attribute 'shape' has {len(shape)} dimensions: {e}") from None
     if any(d < 1 for d in shape):
         raise OpTypeError(f"shape {_fmt(shape)} must have positive dimensions")
-    out = TensorType(shape)
-    if out.numel != t[0].numel:
+    numel = math.prod(shape)
+    if numel != t[0].numel:
         raise OpTypeError(
-            f"cannot reshape {t[0]} ({t[0].numel} elements) to {_fmt(shape)} ({out.numel} elements)"
+            f"cannot reshape {t[0]} ({t[0].numel} elements) to {_fmt(shape)} ({numel} elements)"
         )
-    return out
+    return result_of(shape, f"shape {_fmt(shape)}")
 
 
 RESHAPE = declare(OpDef(
@@ -309,7 +329,8 @@ def _infer_pos_encoding(t: list[TensorType], a: dict) -> TensorType:
         raise OpTypeError(f"attribute 'dim' must be a multiple of 4 (sin/cos per axis), got {a['dim']}")
     if a["temperature"] <= 0:
         raise OpTypeError(f"attribute 'temperature' must be positive, got {a['temperature']}")
-    return TensorType((a["batch"], a["dim"], a["height"], a["width"]))
+    size = ", ".join(f"{k} = {a[k]}" for k in ("batch", "dim", "height", "width"))
+    return result_of((a["batch"], a["dim"], a["height"], a["width"]), f"attributes {{{size}}} make a result too large")
 
 
 POS_ENCODING = declare(OpDef(

@@ -5,7 +5,9 @@
 It reads the syntax, resolves names (undefined, forward and duplicate values, const handles) and
 checks each op's attributes through its declaration; every other rule is the verifier's, whose
 error is re-raised at the line and column of the node it names. Every mistake is a `ParseError`
-with a 1-based line and column and what was expected there.
+with a 1-based line and column and what was expected there, found in time linear in the text's
+length (whatever the text: huge numbers, long dimension lists, deep nesting, long strings and
+lines); types over the size limit of `rlxpy.ir.types` are such mistakes too.
 
 Whitespace (newlines included) only separates tokens; `//` starts a comment to the end of the line.
 Parsed nodes get `origin` from a trailing `loc("...")` ("parser" when there is none) and `loc`, the
@@ -23,28 +25,35 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import ParseError, VerifyError
+from ..errors import ParseError, VerifyError, clip
 from .graph import Graph, Node
 from .ops import OPS, OpTypeError
-from .types import DTYPES, TensorType
+from .types import DTYPES, LIMIT_TEXT, MAX_BYTES, MAX_RANK, TensorType, TypeLimitError
 from .verify import SYMBOL, VALUE_NAME, verify
 
-_INT64_MAX = 2**63 - 1
-MAX_NESTING = 64   # lists in attributes and dense literals; numpy's own limit on a tensor's rank
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
+_INT64_DIGITS = len(str(_INT64_MAX))
+_DIM_DIGITS = len(str(MAX_BYTES))     # a dimension with more digits is over the size limit by itself
+# A dense literal nests one list per dimension, so its depth is a tensor's rank. Attribute lists
+# never nest at all; the same depth bounds the recursion that reads them (and says so clearly).
+MAX_NESTING = MAX_RANK
 
 # One token per alternative, tried in order at the current position (after whitespace/comments).
+# Every repeat is possessive (`*+`, `++`): nothing is ever given back, so a token is matched in
+# time linear in its length (a repeated group that may backtrack costs Python's engine far more
+# than linear time on a long string or a file of many comment lines).
 _TOKEN = re.compile(r"""
-    (?P<value>%[A-Za-z0-9_.$-]*)
-  | (?P<symbol>@[A-Za-z0-9_.$-]*)
-  | (?P<float>-?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|inf\b|nan\b))
-  | (?P<int>-?\d+)
-  | (?P<string>"(?:[^"\\\n]|\\.)*")
+    (?P<value>%[A-Za-z0-9_.$-]*+)
+  | (?P<symbol>@[A-Za-z0-9_.$-]*+)
+  | (?P<float>-?(?:\d++\.\d*+(?:[eE][-+]?\d++)?|\d++[eE][-+]?\d++|inf\b|nan\b))
+  | (?P<int>-?\d++)
+  | (?P<string>"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+")
   | (?P<unterminated>")
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*+)
   | (?P<punct>[{}()\[\]<>=,:])
 """, re.VERBOSE)
-_SKIP = re.compile(r"(?:\s+|//[^\n]*)*")
-_TYPE_BODY = re.compile(r"[A-Za-z0-9_]*")
+_SKIP = re.compile(r"(?:\s++|//[^\n]*+)*+")
+_TYPE_BODY = re.compile(r"[A-Za-z0-9_]*+")
 _DIM = re.compile(r"(\d+)x")
 
 
@@ -169,7 +178,7 @@ class _Parser:
         name_tok = self.expect("symbol", None, "the graph's name after 'graph', like @main")
         name = name_tok.text[1:]
         if not SYMBOL.match(name):
-            raise self.error(f"invalid graph name {name_tok.text!r}: expected @ and an identifier "
+            raise self.error(f"invalid graph name {clip(name_tok.text)!r}: expected @ and an identifier "
                              "(letters, digits, '_', '.'; not starting with a digit)", name_tok)
         self.punct("{", "to open the graph body")
         stmts: list[_Stmt] = []
@@ -196,7 +205,7 @@ class _Parser:
         self.lex.next()
         name = self.expect("symbol", None, "the output's name after 'output', like @out")
         if not SYMBOL.match(name.text[1:]):
-            raise self.error(f"invalid output name {name.text!r}: expected @ and an identifier "
+            raise self.error(f"invalid output name {clip(name.text)!r}: expected @ and an identifier "
                              "(letters, digits, '_', '.'; not starting with a digit)", name)
         self.punct("=", "after the output's name")
         value = self.value_token("the value of the output, like %0")
@@ -205,7 +214,7 @@ class _Parser:
     def value_token(self, what: str) -> Token:
         tok = self.expect("value", None, what)
         if not VALUE_NAME.match(tok.text[1:]):
-            detail = "a name after '%'" if tok.text == "%" else f"a value name, got {tok.text!r}"
+            detail = "a name after '%'" if tok.text == "%" else f"a value name, got {clip(tok.text)!r}"
             raise self.error(f"expected {detail} (letters, digits, '_', '.', '$', '-'; "
                              "not starting with '.', '$' or '-')", tok)
         return tok
@@ -218,7 +227,7 @@ class _Parser:
         op_tok = self.expect("ident", None, f"an op name after '{name.text} ='")
         opdef = OPS.get(op_tok.text)
         if opdef is None:
-            raise self.error(f"unknown op '{op_tok.text}'; known ops: {', '.join(sorted(OPS))}", op_tok)
+            raise self.error(f"unknown op '{clip(op_tok.text)}'; known ops: {', '.join(sorted(OPS))}", op_tok)
         label = f"node {name.text} ({op_tok.text})"
         operands = []
         if self.accept("punct", "("):
@@ -255,13 +264,13 @@ class _Parser:
         while True:
             key = self.expect("ident", None, "an attribute name")
             if key.text in attrs:
-                raise self.error(f"{label}: duplicate attribute '{key.text}'", key)
+                raise self.error(f"{label}: duplicate attribute '{clip(key.text)}'", key)
             if key.text not in opdef.attrs:
                 try:  # the declaration words the error and lists the op's attributes
-                    opdef.normalize_attrs({key.text: None})
+                    opdef.normalize_attrs({clip(key.text): None})
                 except OpTypeError as e:
                     raise self.error(f"{label}: {e}", key) from None
-            self.punct("=", f"after the attribute name '{key.text}'")
+            self.punct("=", f"after the attribute name '{clip(key.text)}'")
             value_tok = self.lex.peek()
             value = self.attr_value()
             try:  # the declaration decides what the value may be (and widens 1 to 1.0)
@@ -277,9 +286,14 @@ class _Parser:
         if depth > MAX_NESTING:
             raise self.error(f"lists nested more than {MAX_NESTING} deep", tok)
         if tok.kind == "int":
-            value = int(self.lex.next().text)
-            if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
-                raise self.error(f"integer {tok.text} does not fit in 64 bits", tok)
+            self.lex.next()
+            # count the digits first: int() of thousands of digits is slow, and refused past 4300
+            digits = tok.text.lstrip("-").lstrip("0") or "0"
+            value = None
+            if len(digits) <= _INT64_DIGITS:
+                value = -int(digits) if tok.text.startswith("-") else int(digits)
+            if value is None or not _INT64_MIN <= value <= _INT64_MAX:
+                raise self.error(f"integer {clip(tok.text)} does not fit in 64 bits", tok)
             return value
         if tok.kind == "float":
             return self.float_value(self.lex.next())
@@ -301,7 +315,7 @@ class _Parser:
     def float_value(self, tok: Token) -> float:
         value = float(tok.text)
         if math.isinf(value) and "inf" not in tok.text:
-            raise self.error(f"number {tok.text} is out of range; write inf or -inf for an infinity", tok)
+            raise self.error(f"number {clip(tok.text)} is out of range; write inf or -inf for an infinity", tok)
         return value
 
     def string(self, what: str) -> str:
@@ -317,7 +331,7 @@ class _Parser:
         if self.at("symbol"):
             tok = self.lex.next()
             if not VALUE_NAME.match(tok.text[1:]):
-                raise self.error(f"expected a constant's handle after '@', got {tok.text!r}", tok)
+                raise self.error(f"expected a constant's handle after '@', got {clip(tok.text)!r}", tok)
             return "handle", tok.text[1:], tok
         tok = self.expect("ident", "dense", "the constant's data after 'const': dense<...> or a handle like @w")
         self.punct("<", "after 'dense'")
@@ -328,13 +342,13 @@ class _Parser:
     def dense_element(self, depth: int = 0) -> "_Dense":
         tok = self.lex.peek()
         if depth > MAX_NESTING:
-            raise self.error(f"dense literal nested more than {MAX_NESTING} deep", tok)
+            raise self.error(f"dense literal nested more than {MAX_NESTING} deep: a tensor has {LIMIT_TEXT}", tok)
         if tok.kind in ("int", "float"):
             self.lex.next()
             value = self.float_value(tok)
             with np.errstate(over="ignore"):
                 if math.isfinite(value) and np.isinf(np.float32(value)):
-                    raise self.error(f"number {tok.text} is out of the float32 range (largest "
+                    raise self.error(f"number {clip(tok.text)} is out of the float32 range (largest "
                                      f"{np.finfo(np.float32).max!s}); write inf for an infinity", tok)
             return _Dense(tok, value)
         if self.accept("punct", "["):
@@ -369,33 +383,43 @@ class _Parser:
         self.expect("ident", "tensor", "a tensor type like tensor<2x3xf32>")
         self.punct("<", "after 'tensor'")
         body = self.lex.raw(_TYPE_BODY)
-        dims, pos = [], body.start()
-        while (m := _DIM.match(body.group(), pos - body.start())) is not None:
-            dim = int(m.group(1))
-            if dim < 1 or dim > _INT64_MAX:
-                raise self.lex.error(f"tensor dimension {m.group(1)} must be a positive integer", pos)
+        text, start, end = self.lex.text, body.start(), body.end()
+        dims, pos = [], start
+        while (m := _DIM.match(text, pos, end)) is not None:   # in place: no copy of the body
+            digits = m.group(1)
+            if len(dims) == MAX_RANK:
+                raise self.lex.error(f"tensor type with more than {MAX_RANK} dimensions: a tensor has {LIMIT_TEXT}", pos)
+            significant = digits.lstrip("0") or "0"
+            if len(significant) > _DIM_DIGITS:
+                raise self.lex.error(f"tensor dimension {clip(digits)} is over the size limit: a tensor has "
+                                     f"{LIMIT_TEXT}", pos)
+            dim = int(significant)
+            if dim < 1:
+                raise self.lex.error(f"tensor dimension {clip(digits)} must be a positive integer", pos)
             dims.append(dim)
-            pos = body.start() + m.end()
-        dtype = self.lex.text[pos:body.end()]
+            pos = m.end()
+        dtype = text[pos:end]
         if dtype not in DTYPES:
             known = ", ".join(DTYPES)
-            if not body.group():
-                got = repr(self.lex.text[pos]) if pos < len(self.lex.text) else "end of file"
+            if start == end:
+                got = repr(text[pos]) if pos < len(text) else "end of file"
                 message = f"expected a shape and element type like 2x3xf32 after 'tensor<', got {got}"
             elif not dtype:
                 message = f"expected an element type ({known}) after the last 'x', like tensor<2x3xf32>"
             elif dtype.isdigit():
                 message = f"expected 'x' and an element type ({known}) after the last dimension, like tensor<2x3xf32>"
-                pos = body.end()
+                pos = end
             elif dtype[0].isdigit():
-                message = f"bad tensor shape {dtype!r}: expected dimensions and an element type joined by 'x', like 2x3xf32"
+                message = f"bad tensor shape {clip(dtype)!r}: expected dimensions and an element type joined by 'x', like 2x3xf32"
             else:
-                message = f"unknown element type {dtype!r}; expected one of {known}"
+                message = f"unknown element type {clip(dtype)!r}; expected one of {known}"
             raise self.lex.error(message, pos)
-        if math.prod(dims) > _INT64_MAX:
-            raise self.lex.error(f"tensor type with {math.prod(dims)} elements is too large", body.start())
+        try:
+            rtype = TensorType(tuple(dims), dtype)
+        except TypeLimitError as e:
+            raise self.lex.error(str(e), start) from None
         self.punct(">", "to close the tensor type")
-        return TensorType(tuple(dims), dtype)
+        return rtype
 
     # -- names, constants and the verifier -----------------------------------------------------
 
