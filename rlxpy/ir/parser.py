@@ -9,6 +9,12 @@ with a 1-based line and column and what was expected there, found in time linear
 length (whatever the text: huge numbers, long dimension lists, deep nesting, long strings and
 lines); types over the size limit of `rlxpy.ir.types` are such mistakes too.
 
+A `const @HANDLE` takes its data from the optional resources section after the graph's closing
+brace (`@HANDLE = "BASE64"`, one per line: the raw little-endian float32 bytes, as
+`print_graph(..., consts="resources")` writes them) or from the `consts` given (the safetensors
+file beside a .rlx for `load_graph`), never from both; every resource and every constant given
+must be used, and a resource must hold exactly the bytes of the const's type.
+
 Whitespace (newlines included) only separates tokens; `//` starts a comment to the end of the line.
 Parsed nodes get `origin` from a trailing `loc("...")` ("parser" when there is none) and `loc`, the
 (line, column) of their `%name`.
@@ -16,6 +22,7 @@ Parsed nodes get `origin` from a trailing `loc("...")` ("parser" when there is n
 
 from __future__ import annotations
 
+import binascii
 import bisect
 import json
 import math
@@ -55,6 +62,7 @@ _TOKEN = re.compile(r"""
 _SKIP = re.compile(r"(?:\s++|//[^\n]*+)*+")
 _TYPE_BODY = re.compile(r"[A-Za-z0-9_]*+")
 _DIM = re.compile(r"(\d+)x")
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=]")
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,14 @@ class _Dense:
     value: float | list["_Dense"]
 
 
+@dataclass(frozen=True)
+class _Resource:
+    """One entry of the resources section: where its name is, and the bytes it holds."""
+
+    tok: Token
+    data: bytes
+
+
 @dataclass
 class _Stmt:
     """A node as read, before names are resolved."""
@@ -141,6 +157,7 @@ class _Parser:
         self.lex = _Lexer(text, source)
         self.consts = consts
         self.consts_from = consts_from
+        self.resources: dict[str, _Resource] = {}
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -195,11 +212,57 @@ class _Parser:
         if not outputs:
             raise self.error(f"graph @{name} has no outputs: expected at least one 'output @name = %value' "
                              "before '}'", close)
+        after, expected = "the graph", "'resources {' or the end of the file"
+        if self.at("ident", "resources"):
+            self.resources = self.resources_section()
+            after, expected = "the resources section", "the end of the file"
         if self.lex.peek().kind != "eof":
-            line, _ = self.lex.where(close.start)
-            raise self.error(f"unexpected {self.lex.peek().describe()} after the end of the graph "
-                             f"(closed by '}}' on line {line}); expected the end of the file", self.lex.peek())
+            line, _ = self.lex.where(self.lex.pos - 1)
+            raise self.error(f"unexpected {self.lex.peek().describe()} after the end of {after} "
+                             f"(closed by '}}' on line {line}); expected {expected}", self.lex.peek())
         return self.build(name, stmts, outputs, start, close)
+
+    def resources_section(self) -> dict[str, "_Resource"]:
+        """`resources { @NAME = "BASE64" ... }`: the raw little-endian float32 bytes of handle consts."""
+        self.lex.next()
+        self.punct("{", "after 'resources'")
+        found: dict[str, _Resource] = {}
+        while not self.accept("punct", "}"):
+            tok = self.lex.peek()
+            if tok.kind != "symbol":
+                raise self.expected("a resource ('@name = \"base64\"') or '}' to close the resources section",
+                                    in_statement=False)
+            self.lex.next()
+            if not VALUE_NAME.match(tok.text[1:]):
+                raise self.error(f"expected a constant's handle after '@', got {clip(tok.text)!r}", tok)
+            if tok.text[1:] in found:
+                line, col = self.lex.where(found[tok.text[1:]].tok.start)
+                raise self.error(f"duplicate resource {clip(tok.text)}, already defined at line {line}, column {col}", tok)
+            self.punct("=", f"after the resource name {clip(tok.text)}")
+            found[tok.text[1:]] = _Resource(tok, self.base64_string(tok.text))
+        return found
+
+    def base64_string(self, name: str) -> bytes:
+        """A double-quoted base64 string on one line, decoded. Scanned with str.find and checked by
+        binascii (the data may be hundreds of megabytes): no regex walks it unless it is bad."""
+        text = self.lex.text
+        start = _SKIP.match(text, self.lex.pos).end()
+        if not text.startswith('"', start):
+            raise self.expected(f"the data of resource {clip(name)} as a base64 string in double quotes")
+        end = text.find('"', start + 1)
+        newline = text.find("\n", start + 1, len(text) if end < 0 else end)
+        if end < 0 or newline >= 0:
+            raise self.lex.error("unterminated string: expected a closing '\"' on the same line", start)
+        self.lex.pos = end + 1
+        try:
+            return binascii.a2b_base64(text[start + 1:end], strict_mode=True)
+        except (binascii.Error, ValueError) as e:
+            bad = _NOT_BASE64.search(text, start + 1, end)
+            if bad is not None:
+                raise self.lex.error(f"resource {clip(name)}: unexpected character {bad.group()!r} in base64 data; "
+                                     "expected A-Z, a-z, 0-9, '+', '/' and '=' padding at the end", bad.start()) from None
+            raise self.lex.error(f"resource {clip(name)}: bad base64 data ({e}): expected groups of 4 characters, "
+                                 "the last one padded with '='", start) from None
 
     def output(self) -> tuple[Token, Token]:
         self.lex.next()
@@ -428,6 +491,11 @@ class _Parser:
         defined: dict[str, Token] = {}
         later = {s.name.text: s.name for s in reversed(stmts)}   # first definition of each name
         used_handles: set[str] = set()
+        for handle, res in self.resources.items():
+            if self.consts is not None and handle in self.consts:
+                raise self.error(f"resource {res.tok.text} is given twice: by this resources section and by "
+                                 f"{self.consts_from or 'the constants given'}; expected it in only one of them",
+                                 res.tok)
         nodes = []
         for s in stmts:
             value_name = s.name.text[1:]
@@ -459,6 +527,10 @@ class _Parser:
             seen_outputs[out.text] = out
             self.resolve(value, defined, {}, f"output {out.text}")
             result[out.text[1:]] = value.text[1:]
+        for handle, res in self.resources.items():
+            if handle not in used_handles:
+                raise self.error(f"resource {res.tok.text} is not used: expected a const that names it "
+                                 f"('%name = const {res.tok.text} : tensor<...>')", res.tok)
         if self.consts:
             unused = [k for k in self.consts if k not in used_handles]
             if unused:
@@ -488,12 +560,16 @@ class _Parser:
 
     def lookup(self, handle: str, s: _Stmt, tok: Token) -> np.ndarray:
         label = f"node {s.name.text} (const)"
+        if handle in self.resources:
+            return self.resource_array(self.resources[handle], s)
+        nowhere = "not in the resources section, and " if self.resources else ""
         if self.consts is None:
-            where = self.consts_from or "no constants were given (pass consts= to parse_graph, or use load_graph)"
-            raise self.error(f"{label}: missing constant @{handle}: {where}", tok)
+            where = self.consts_from or ("no constants were given (print the graph with consts=\"resources\", "
+                                         "pass consts= to parse_graph, or use load_graph)")
+            raise self.error(f"{label}: missing constant @{handle}: {nowhere}{where}", tok)
         if handle not in self.consts:
             where = self.consts_from or "the constants given"
-            raise self.error(f"{label}: missing constant @{handle}: not in {where}", tok)
+            raise self.error(f"{label}: missing constant @{handle}: {nowhere}not in {where}", tok)
         array = self.consts[handle]
         if not isinstance(array, np.ndarray):
             raise self.error(f"{label}: constant @{handle} is a {type(array).__name__}, expected a numpy array", tok)
@@ -502,6 +578,15 @@ class _Parser:
             raise self.error(f"{label}: constant @{handle} is {array.dtype} of shape {list(array.shape)}, "
                              f"but the declared type is {want} ({want.np_dtype} of shape {list(want.shape)})", tok)
         return np.array(array, copy=True)
+
+    def resource_array(self, res: _Resource, s: _Stmt) -> np.ndarray:
+        want = s.type
+        if len(res.data) != 4 * want.numel:
+            line, col = self.lex.where(s.name.start)
+            raise self.error(f"resource {res.tok.text} holds {len(res.data)} bytes, but node {s.name.text} (const) "
+                             f"at line {line}, column {col} is {want}: expected {4 * want.numel} bytes "
+                             f"({want.numel} little-endian float32 values)", res.tok)
+        return np.frombuffer(res.data, dtype="<f4").astype(np.float32, copy=False).reshape(want.shape)
 
     def verify_error(self, e: VerifyError, close: Token) -> ParseError:
         """The verifier names a parsed node with its line and column: report the error there."""
@@ -515,9 +600,12 @@ class _Parser:
 
 def parse_graph(text: str, *, source: str | None = None,
                 consts: Mapping[str, np.ndarray] | None = None) -> Graph:
-    """Read a graph written by `print_graph`; verified. `consts` resolves `const @HANDLE` nodes.
+    """Read a graph written by `print_graph`; verified.
 
-    `source` names the text in error messages (a file name). Every constant given must be used.
+    A `const @HANDLE` node takes its data from the text's resources section (written by
+    `print_graph(graph, consts="resources")`) or else from `consts`; each handle must come from
+    exactly one of them, and every resource and every constant given must be used. `source` names
+    the text in error messages (a file name).
     """
     return _parse(text, source, consts, None)
 
