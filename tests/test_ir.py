@@ -182,3 +182,16 @@ def test_types_reject_bad_shapes():
         TensorType((2,), "f8")
     assert str(TensorType((1, 256, 64, 64))) == "tensor<1x256x64x64xf32>"
     assert str(TensorType(())) == "tensor<f32>"
+
+
+def test_print_shows_the_ir_and_repr_stays_short(capsys, rng):
+    from rlxpy import print_graph
+    b = GraphBuilder("shown")
+    x = b.input("x", (2, 3))
+    b.output("y", b.matmul(x, b.const(rng.standard_normal((3, 4)), name="w")))
+    g = b.build()
+    print(g)
+    assert capsys.readouterr().out == print_graph(g) + "\n"
+    assert str(g) == f"{g}" == print_graph(g)
+    assert str(g).startswith("graph @shown {\n") and "%w = const @w : tensor<3x4xf32>" in str(g)
+    assert repr(g) == "<Graph @shown: 3 nodes, outputs ['y']>"
