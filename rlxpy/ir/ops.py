@@ -258,7 +258,8 @@ def _infer_bias_add(t: list[TensorType], a: dict) -> TensorType:
 
 BIAS_ADD = declare(OpDef(
     "bias_add", "Add a rank-1 bias along one axis.",
-    operands=("x", "bias"), attrs={"axis": Attr("int", -1)}, infer=_infer_bias_add,
+    operands=("x", "bias"), attrs={"axis": Attr("int", -1, doc="the axis of x that bias runs along")},
+    infer=_infer_bias_add,
 ))
 
 
@@ -271,7 +272,8 @@ UPSAMPLE_ADD = declare(OpDef(
     "upsample_add",
     "x + upsample2x(coarse) over the last two axes; nearest, or bilinear with align_corners=False.",
     operands=("x", "coarse"),
-    attrs={"mode": Attr("str", "nearest", choices=("nearest", "bilinear"))},
+    attrs={"mode": Attr("str", "nearest", choices=("nearest", "bilinear"),
+                        doc="nearest repeats each coarse value; bilinear uses align_corners=False")},
     infer=_infer_upsample_add,
 ))
 
@@ -283,7 +285,7 @@ def _infer_scale(t: list[TensorType], a: dict) -> TensorType:
 
 SCALE = declare(OpDef(
     "scale", "Multiply by a constant factor (the FPN's fuse_type 'avg' halves with it).",
-    operands=("x",), attrs={"factor": Attr("float")}, infer=_infer_scale,
+    operands=("x",), attrs={"factor": Attr("float", doc="the multiplier")}, infer=_infer_scale,
 ))
 
 
@@ -294,7 +296,7 @@ def _infer_transpose(t: list[TensorType], a: dict) -> TensorType:
 
 TRANSPOSE = declare(OpDef(
     "transpose", "Permute the axes: result axis i is operand axis perm[i].",
-    operands=("x",), attrs={"perm": Attr("ints")}, infer=_infer_transpose,
+    operands=("x",), attrs={"perm": Attr("ints", doc="a permutation of 0..rank-1")}, infer=_infer_transpose,
 ))
 
 
@@ -317,7 +319,8 @@ def _infer_reshape(t: list[TensorType], a: dict) -> TensorType:
 
 RESHAPE = declare(OpDef(
     "reshape", "Same elements in row-major order, new shape.",
-    operands=("x",), attrs={"shape": Attr("ints")}, infer=_infer_reshape,
+    operands=("x",), attrs={"shape": Attr("ints", doc="the new shape, with as many elements as x")},
+    infer=_infer_reshape,
 ))
 
 
@@ -338,8 +341,11 @@ POS_ENCODING = declare(OpDef(
     "SAM 2's PositionEmbeddingSine (normalize=True, scale=2*pi) as NCHW [batch, dim, height, width]: "
     "channels 0..dim/2-1 encode the row, the rest the column, sin and cos interleaved.",
     attrs={
-        "batch": Attr("int"), "dim": Attr("int"), "height": Attr("int"), "width": Attr("int"),
-        "temperature": Attr("float", 10000.0),
+        "batch": Attr("int", doc="the batch size"),
+        "dim": Attr("int", doc="the number of channels, a multiple of 4"),
+        "height": Attr("int", doc="the feature map's height"),
+        "width": Attr("int", doc="the feature map's width"),
+        "temperature": Attr("float", 10000.0, doc="the base of the frequencies"),
     },
     infer=_infer_pos_encoding,
 ))
@@ -373,10 +379,11 @@ FUSED_MATMUL = declare(OpDef(
     "operand (if upsample != 'none'), then scale by factor. Operands: a, b, [bias], [coarse].",
     operands=("a", "b", "*epilogue"),
     attrs={
-        "bias": Attr("bool", False),
-        "perm": Attr("ints", ()),
-        "upsample": Attr("str", "none", choices=("none", "nearest", "bilinear")),
-        "factor": Attr("float", 1.0),
+        "bias": Attr("bool", False, doc="add the operand after a and b along the last axis"),
+        "perm": Attr("ints", (), doc="transpose the result by this permutation (empty: no transpose)"),
+        "upsample": Attr("str", "none", choices=("none", "nearest", "bilinear"),
+                         doc="add the last operand upsampled 2x over the last two axes"),
+        "factor": Attr("float", 1.0, doc="scale the result by this"),
     },
     infer=_infer_fused_matmul,
 ))
