@@ -124,3 +124,12 @@ def test_no_note_without_handle_constants(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
     out, err = run_opt(["-"], capsys, monkeypatch, stdin=text)
     assert out == text + "\n" and err == ""
+
+
+def test_stdin_without_resources_says_how_to_get_them(neck, capsys, monkeypatch):
+    path, graph = neck
+    monkeypatch.setattr("sys.stdin", io.StringIO(print_graph(graph)))      # handles only
+    assert main(["opt", "-"]) == 2
+    assert capsys.readouterr().err == (
+        "rlxpy opt: error: <stdin>:6:15: node %w3 (const): missing constant @w3: no safetensors file comes with "
+        "stdin (print the IR with its resources: rlxpy opt --consts resources, or read the .rlx file itself)\n")

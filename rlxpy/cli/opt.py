@@ -50,6 +50,8 @@ def add_parser(sub) -> None:
 
 
 CONSTS = ("auto", "resources", "handles")
+STDIN_HAS_NO_CONSTS = ("no safetensors file comes with stdin (print the IR with its resources: "
+                       "rlxpy opt --consts resources, or read the .rlx file itself)")
 
 
 def list_passes() -> str:
@@ -73,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
         raise RlxError("missing IN.rlx (or --list-passes)")
     if args.opt_bisect_limit is not None and args.opt_bisect_limit < 0:
         raise RlxError(f"--opt-bisect-limit must be >= 0, got {args.opt_bisect_limit}")
-    graph = parse_graph(sys.stdin.read(), source="<stdin>") if args.input == "-" else load_graph(args.input)
+    if args.input == "-":
+        graph = parse_graph(sys.stdin.read(), source="<stdin>", consts_from=STDIN_HAS_NO_CONSTS)
+    else:
+        graph = load_graph(args.input)
     pm = PassManager(
         args.pipeline, verify_each=args.verify_each, print_ir_before=args.print_ir_before,
         print_ir_after=args.print_ir_after, print_ir_after_all=args.print_ir_after_all,

@@ -599,15 +599,16 @@ class _Parser:
 
 
 def parse_graph(text: str, *, source: str | None = None,
-                consts: Mapping[str, np.ndarray] | None = None) -> Graph:
+                consts: Mapping[str, np.ndarray] | None = None, consts_from: str | None = None) -> Graph:
     """Read a graph written by `print_graph`; verified.
 
     A `const @HANDLE` node takes its data from the text's resources section (written by
     `print_graph(graph, consts="resources")`) or else from `consts`; each handle must come from
     exactly one of them, and every resource and every constant given must be used. `source` names
-    the text in error messages (a file name).
+    the text in error messages (a file name); `consts_from` says in them where `consts` came from
+    (or, with no consts, why there are none).
     """
-    return _parse(text, source, consts, None)
+    return _parse(text, source, consts, consts_from)
 
 
 def _parse(text: str, source: str | None, consts: Mapping[str, np.ndarray] | None,
