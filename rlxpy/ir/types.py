@@ -2,7 +2,7 @@
 
 Printed MLIR style, `tensor<1x256x64x64xf32>`; a rank-0 tensor is `tensor<f32>`.
 
-Every type obeys one size limit, checked here and nowhere else: at most `MAX_RANK` dimensions
+Every type obeys one size limit, defined here and only here: at most `MAX_RANK` dimensions
 (numpy's own limit) and at most `MAX_BYTES` bytes. The byte limit keeps every element and byte
 offset a kernel forms, a few tiles past the end included (prefetches, edge masks), well inside a
 signed 64-bit integer, so no graph that verifies can make native code index out of bounds by
