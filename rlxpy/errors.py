@@ -43,3 +43,8 @@ class CodegenError(RlxError):
 
 class MiscompileError(CodegenError):
     """A native kernel disagrees with the interpreter (compare_with="interp"); names the node."""
+
+
+def clip(text: str, limit: int = 40) -> str:
+    """`text` for a message: whole, or its start and its length when longer than `limit`."""
+    return text if len(text) <= limit else f"{text[:limit - 3]}... ({len(text)} characters)"

@@ -182,3 +182,60 @@ def test_types_reject_bad_shapes():
         TensorType((2,), "f8")
     assert str(TensorType((1, 256, 64, 64))) == "tensor<1x256x64x64xf32>"
     assert str(TensorType(())) == "tensor<f32>"
+
+
+def test_print_shows_the_ir_and_repr_stays_short(capsys, rng):
+    from rlxpy import print_graph
+    b = GraphBuilder("shown")
+    x = b.input("x", (2, 3))
+    b.output("y", b.matmul(x, b.const(rng.standard_normal((3, 4)), name="w")))
+    g = b.build()
+    print(g)
+    assert capsys.readouterr().out == print_graph(g) + "\n"
+    assert str(g) == f"{g}" == print_graph(g)
+    assert str(g).startswith("graph @shown {\n") and "%w = const @w : tensor<3x4xf32>" in str(g)
+    assert repr(g) == "<Graph @shown: 3 nodes, outputs ['y']>"
+
+
+def test_op_methods_show_operands_and_attributes():
+    import inspect
+    import pydoc
+    from rlxpy.ir import OPS
+    assert "upsample_add" in vars(GraphBuilder)                      # a real method of the class
+    sig = inspect.signature(GraphBuilder.upsample_add)
+    assert str(sig) == ("(self, x: rlxpy.ir.builder.Value, coarse: rlxpy.ir.builder.Value, /, *, "
+                        "mode: Literal['nearest', 'bilinear'] = 'nearest', name: str | None = None) "
+                        "-> rlxpy.ir.builder.Value")
+    fused = inspect.signature(GraphBuilder.fused_matmul).parameters
+    assert [(p.name, p.kind.name, p.default) for p in fused.values()][1:] == [
+        ("a", "POSITIONAL_ONLY", inspect.Parameter.empty), ("b", "POSITIONAL_ONLY", inspect.Parameter.empty),
+        ("epilogue", "VAR_POSITIONAL", inspect.Parameter.empty), ("bias", "KEYWORD_ONLY", False),
+        ("perm", "KEYWORD_ONLY", ()), ("upsample", "KEYWORD_ONLY", "none"), ("factor", "KEYWORD_ONLY", 1.0),
+        ("name", "KEYWORD_ONLY", None)]
+    assert inspect.signature(GraphBuilder.scale).parameters["factor"].default is inspect.Parameter.empty
+    text = pydoc.render_doc(GraphBuilder, renderer=pydoc.plaintext)
+    for name, op in OPS.items():
+        if op.kind == "compute":
+            assert f"{name}(self" in text, name
+    assert "mode: a string, one of 'nearest', 'bilinear'; default 'nearest'. Nearest repeats" in text
+    assert "factor: a finite number; required. The multiplier." in text
+    assert GraphBuilder.scale.__doc__.startswith(OPS["scale"].summary)
+
+
+def test_an_op_declared_later_gets_a_method_too():
+    import inspect
+    from rlxpy.ir import OPS, Attr, OpDef
+    from rlxpy.ir.ops import declare
+    declare(OpDef("twice", "x scaled by 2, or by k.", operands=("x",),
+                  attrs={"k": Attr("float", 2.0, doc="the factor")}, infer=lambda t, a: t[0]))
+    try:
+        b = GraphBuilder()
+        y = b.twice(b.input("x", (2, 3)), k=3.0, name="y")
+        assert y.shape == (2, 3) and b.nodes[-1].attrs == {"k": 3.0}
+        assert str(inspect.signature(b.twice)) == ("(x: rlxpy.ir.builder.Value, /, *, k: float = 2.0, "
+                                                   "name: str | None = None) -> rlxpy.ir.builder.Value")
+        assert "k: a finite number; default 2.0. The factor." in b.twice.__doc__ and "twice" in dir(b)
+        with pytest.raises(VerifyError, match="unknown attribute 'j'"):
+            b.twice(y, j=1)
+    finally:
+        del OPS["twice"]

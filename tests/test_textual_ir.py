@@ -1,6 +1,7 @@
 """The textual IR: exact print -> parse -> print round trips, the .rlx/.safetensors pair, parse
 errors at their exact line and column, and the `rlxpy graph` command."""
 
+import base64
 import math
 import os
 import stat
@@ -308,7 +309,8 @@ def test_handles_resolve_from_consts_and_are_copied(rng):
 
 
 @pytest.mark.parametrize("consts, message", [
-    (None, "node %w (const): missing constant @w: no constants were given (pass consts= to parse_graph, or use load_graph)"),
+    (None, 'node %w (const): missing constant @w: no constants were given (print the graph with consts="resources", '
+           'pass consts= to parse_graph, or use load_graph)'),
     ({"v": np.ones((4, 5), np.float32)}, "node %w (const): missing constant @w: not in the constants given"),
     ({"w": np.ones((5, 4), np.float32)}, "node %w (const): constant @w is float32 of shape [5, 4], but the declared type is tensor<4x5xf32> (float32 of shape [4, 5])"),
     ({"w": np.ones((4, 5), np.float64)}, "node %w (const): constant @w is float64 of shape [4, 5], but the declared type"),
@@ -383,6 +385,154 @@ def test_pair_errors_name_the_files(tmp_path, rng):
 
 
 # ---------------------------------------------------------------------------------------------
+# The resources section: handle constants carried by the text itself
+
+
+def resource_of(array: np.ndarray) -> str:
+    """Independent of the printer: the raw little-endian float32 bytes, base64."""
+    return base64.b64encode(np.asarray(array, dtype="<f4").tobytes()).decode("ascii")
+
+
+def with_resources(*entries: str, text: str = HANDLE_TEXT) -> str:
+    return text + "resources {\n" + "".join(f"  {e}\n" for e in entries) + "}\n"
+
+
+def test_resources_make_the_text_self_contained(rng):
+    """Random bit patterns (NaNs with payloads, subnormals, -0.0) survive bit for bit."""
+    cfg = FpnNeckConfig.for_hiera("tiny", image_size=(64, 96), fuse_type="avg", top_down_levels=(1, 2, 3))
+    graph = folded_neck(rng, cfg)
+    bits = rng.integers(0, 2**32, size=graph["pos1"].type.numel, dtype=np.uint64).astype(np.uint32)
+    odd = bits.view(np.float32).reshape(graph["pos1"].type.shape)
+    odd.setflags(write=False)
+    graph = graph.with_nodes([n.with_(value=odd) if n.name == "pos1" else n for n in graph.nodes])
+    text = print_graph(graph, consts="resources")
+    body, section = text.split("}\nresources {\n")
+    assert body + "}\n" == print_graph(graph)                      # the graph part is unchanged
+    handles = [n for n in graph.nodes if n.op == "const" and n.value.size > 8]
+    lines = section.splitlines()
+    assert lines[-1] == "}" and len(lines) == len(handles) + 1
+    for line, node in zip(lines, handles):
+        assert line == f'  @{node.name} = "{resource_of(node.value)}"'
+    parsed = parse_graph(text)                                     # no consts= needed
+    assert_same_graph(graph, parsed)
+    assert np.array_equal(parsed["pos1"].value.view(np.uint32), bits.reshape(odd.shape))
+    assert print_graph(parsed, consts="resources") == text
+    # consts= and inline_limit= combine: everything by handle, every handle a resource
+    assert_same_graph(graph, parse_graph(print_graph(graph, inline_limit=0, consts="resources")))
+    for bad in ("inline", "", None):
+        with pytest.raises(ValueError, match="consts must be one of 'handles', 'resources'"):
+            print_graph(graph, consts=bad)
+
+
+def test_a_const_without_data_prints_as_a_bare_handle():
+    """The printer prints broken graphs (for instruments): no data, no resource."""
+    g = Graph("g", [Node("c", "const", (), {}, TensorType((4, 4)), None)], {"y": "c"})
+    assert print_graph(g, consts="resources") == print_graph(g)
+
+
+def test_save_graph_with_resources_writes_one_file(tmp_path, rng):
+    w = rng.standard_normal((4, 5)).astype(np.float32)
+    g = parse_graph(HANDLE_TEXT, consts={"w": w})
+    path = tmp_path / "h.rlx"
+    save_graph(g, path)
+    assert (tmp_path / "h.safetensors").exists()
+    assert save_graph(g, path, consts="resources") == [path]     # and the stale sidecar is gone
+    assert not (tmp_path / "h.safetensors").exists()
+    assert path.read_text() == with_resources(f'@w = "{resource_of(w)}"')
+    assert_same_graph(g, load_graph(path))
+
+
+def test_resources_and_the_sidecar_may_share_the_work(tmp_path, rng):
+    text = HANDLE_TEXT.replace("  %0 = matmul(%x, %w)", "  %v = const @v : tensor<4x5xf32>\n"
+                               "  %s = matmul(%x, %v) : tensor<3x5xf32>\n  %0 = matmul(%x, %w)")
+    text = text.replace("output @y = %0", "output @y = %0\n  output @z = %s")
+    w, v = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    from safetensors.numpy import save_file
+    (tmp_path / "m.rlx").write_text(with_resources(f'@v = "{resource_of(v)}"', text=text))
+    save_file({"w": w}, str(tmp_path / "m.safetensors"))
+    g = load_graph(tmp_path / "m.rlx")
+    assert np.array_equal(g["w"].value, w) and np.array_equal(g["v"].value, v)
+
+
+RESOURCE_ERRORS = [
+    ("unused", ['@w = "{w}"', '@extra = "AACAPw=="'], 9, 3,
+     "resource @extra is not used: expected a const that names it ('%name = const @extra : tensor<...>')"),
+    ("too-short", ['@w = "AACAPwAAAEA="'], 8, 3,
+     "resource @w holds 8 bytes, but node %w (const) at line 3, column 3 is tensor<4x5xf32>: expected 80 bytes "
+     "(20 little-endian float32 values)"),
+    ("too-long", ['@w = "{w21}"'], 8, 3, "resource @w holds 84 bytes, but node %w (const)"),
+    ("bad-character", ['@w = "AAAA*AAA"'], 8, 13,
+     "resource @w: unexpected character '*' in base64 data; expected A-Z, a-z, 0-9, '+', '/' and '=' padding at the end"),
+    ("non-ascii", ['@w = "AAAAéAAA"'], 8, 13, "resource @w: unexpected character 'é' in base64 data"),
+    ("escape", ['@w = "AAAA\\nAAA"'], 8, 13, "resource @w: unexpected character '\\\\' in base64 data"),
+    ("bad-padding", ['@w = "AACAPwA"'], 8, 8,
+     "resource @w: bad base64 data (Incorrect padding): expected groups of 4 characters, the last one padded with '='"),
+    ("padding-inside", ['@w = "AA==AAAA"'], 8, 8, "resource @w: bad base64 data (Excess data after padding)"),
+    ("unterminated", ['@w = "AACAPw==', '@v = "AA=="'], 8, 8,
+     "unterminated string: expected a closing '\"' on the same line"),
+    ("not-a-string", ['@w = AACAPw=='], 8, 8,
+     "expected the data of resource @w as a base64 string in double quotes, got 'AACAPw'"),
+    ("no-data", ['@w =', '@v = "AA=="'], 8, 7,
+     "expected the data of resource @w as a base64 string in double quotes, got end of line"),
+    ("missing-equals", ['@w "AACAPw=="'], 8, 6, "expected '=' after the resource name @w, got '\"AACAPw==\"'"),
+    ("duplicate", ['@w = "{w}"', '@w = "{w}"'], 9, 3, "duplicate resource @w, already defined at line 8, column 3"),
+    ("not-a-resource", ['%w = "{w}"'], 8, 3,
+     "expected a resource ('@name = \"base64\"') or '}' to close the resources section, got '%w'"),
+    ("bad-handle", ['@-w = "{w}"'], 8, 3, "expected a constant's handle after '@', got '@-w'"),
+]
+
+
+@pytest.mark.parametrize("entries, line, column, message", [case[1:] for case in RESOURCE_ERRORS],
+                         ids=[case[0] for case in RESOURCE_ERRORS])
+def test_resource_errors_name_line_and_column(entries, line, column, message, rng):
+    w, w21 = resource_of(rng.standard_normal((4, 5))), resource_of(rng.standard_normal(21))
+    text = with_resources(*(e.replace("{w}", w).replace("{w21}", w21) for e in entries))
+    with pytest.raises(ParseError) as e:
+        parse_graph(text, source="r.rlx")
+    assert (e.value.line, e.value.column) == (line, column), str(e.value)
+    assert str(e.value).startswith(f"r.rlx:{line}:{column}: {message}"), str(e.value)
+
+
+def test_resource_section_syntax_errors():
+    for text, where, message in [
+        (HANDLE_TEXT + "resources\n", "8:1", "expected '{' after 'resources', got end of file"),
+        (HANDLE_TEXT + "resources {\n", "8:1", "expected a resource ('@name = \"base64\"') or '}' to close"),
+        (HANDLE_TEXT + "resources {\n}\n}\n", "9:1", "unexpected '}' after the end of the resources section "
+                                                     "(closed by '}' on line 8); expected the end of the file"),
+        (HANDLE_TEXT + "resources {\n}\nresources {\n}\n", "9:1", "unexpected 'resources' after the end of the "
+                                                                   "resources section"),
+    ]:
+        with pytest.raises(ParseError) as e:
+            parse_graph(text)
+        assert str(e.value).startswith(f"{where}: {message}"), str(e.value)
+
+
+def test_a_handle_from_resources_and_from_the_sidecar_is_an_error(tmp_path, rng):
+    w = rng.standard_normal((4, 5)).astype(np.float32)
+    text = with_resources(f'@w = "{resource_of(w)}"')
+    with pytest.raises(ParseError, match=r"^8:3: resource @w is given twice: by this resources section and by the "
+                                         r"constants given; expected it in only one of them"):
+        parse_graph(text, consts={"w": w})
+    from safetensors.numpy import save_file
+    (tmp_path / "h.rlx").write_text(text)
+    save_file({"w": w}, str(tmp_path / "h.safetensors"))
+    with pytest.raises(ParseError) as e:
+        load_graph(tmp_path / "h.rlx")
+    assert str(e.value) == (f"{tmp_path / 'h.rlx'}:8:3: resource @w is given twice: by this resources section and "
+                            f"by {tmp_path / 'h.safetensors'}; expected it in only one of them")
+
+
+def test_a_missing_handle_says_where_it_was_looked_for(rng):
+    text = with_resources('@v = "AACAPw=="', text=HANDLE_TEXT)
+    with pytest.raises(ParseError, match=r"^3:14: node %w \(const\): missing constant @w: not in the resources "
+                                         r"section, and no constants were given"):
+        parse_graph(text)
+    with pytest.raises(ParseError, match=r"^3:14: node %w \(const\): missing constant @w: not in the resources "
+                                         r"section, and not in the constants given"):
+        parse_graph(text, consts={"u": np.ones(1, np.float32)})
+
+
+# ---------------------------------------------------------------------------------------------
 # Parse errors: each at the exact line and column of the offending token
 
 
@@ -425,7 +575,7 @@ PARSE_ERRORS = [
     ("unclosed-graph", BASE[:-2], 7, 1, "expected a node ('%name = op ...'), an output ('output @name = %value') "
      "or '}' to close the graph, got end of file"),
     ("trailing-garbage", BASE + "%z = input\n", 8, 1,
-     "unexpected '%z' after the end of the graph (closed by '}' on line 7); expected the end of the file"),
+     "unexpected '%z' after the end of the graph (closed by '}' on line 7); expected 'resources {' or the end of the file"),
     ("second-graph", BASE + BASE, 8, 1, "unexpected 'graph' after the end of the graph"),
     ("unterminated-string", edit('{name = "w"}', '{name = "w}'), 3, 22,
      "unterminated string: expected a closing '\"' on the same line"),
@@ -478,7 +628,31 @@ PARSE_ERRORS = [
     ("bad-shape", edit("tensor<2x3xf32>", "tensor<2y3xf32>"), 2, 36, "bad tensor shape '2y3xf32'"),
     ("not-a-type", edit(": tensor<2x4xf32>", ": f32"), 4, 25, "expected a tensor type like tensor<2x3xf32>, got 'f32'"),
     ("huge-type", edit("tensor<2x3xf32>", "tensor<4294967296x4294967296xf32>"), 2, 36,
-     "tensor type with 18446744073709551616 elements is too large"),
+     "tensor<4294967296x4294967296xf32> has 18446744073709551616 elements (73786976294838206464 bytes), over "
+     "the limit: a tensor has at most 64 dimensions and 2**62 bytes"),
+    # the size limit, and text too large for int(): each a located error, found in linear time
+    ("rank-65", edit("tensor<2x3xf32>", "tensor<" + "1x" * 65 + "f32>"), 2, 164,
+     "tensor type with more than 64 dimensions: a tensor has at most 64 dimensions and 2**62 bytes"),
+    ("20000-dims", edit("tensor<2x3xf32>", "tensor<" + "1x" * 20_000 + "f32>"), 2, 164,
+     "tensor type with more than 64 dimensions"),
+    ("500000-dims", edit("tensor<2x3xf32>", "tensor<" + "1x" * 500_000 + "f32>"), 2, 164,
+     "tensor type with more than 64 dimensions"),
+    ("dimension-of-5000-digits", edit("tensor<2x3xf32>", "tensor<" + "7" * 5000 + "x3xf32>"), 2, 36,
+     "tensor dimension 7777777777777777777777777777777777777... (5000 characters) is over the size limit: "
+     "a tensor has at most 64 dimensions and 2**62 bytes"),
+    ("int-of-5000-digits", edit("[1, 0]", "[1, -" + "9" * 5000 + "]"), 5, 34,
+     "integer -999999999999999999999999999999999999... (5001 characters) does not fit in 64 bits"),
+    ("reshape-to-rank-65", edit("transpose(%0) {perm = [1, 0]}", "reshape(%0) {shape = [" + "1, " * 63 + "4, 2]}"),
+     5, 3, "node %t (reshape): attribute 'shape' has 65 dimensions: a tensor of rank 65 is over the limit"),
+    ("pos-encoding-too-large", edit("%t = transpose(%0) {perm = [1, 0]} : tensor<4x2xf32>",
+                                    "%t = pos_encoding {batch = 4611686018427387904, dim = 4, height = 2, width = 1} "
+                                    ": tensor<1x4x2x1xf32>"), 5, 3,
+     "node %t (pos_encoding): attributes {batch = 4611686018427387904, dim = 4, height = 2, width = 1} make a "
+     "result too large: tensor<4611686018427387904x4x2x1xf32> has 36893488147419103232 elements"),
+    ("long-op-name", edit("matmul", "m" * 100_000), 4, 8,
+     "unknown op 'mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm... (100000 characters)'; known ops: bias_add"),
+    ("long-bad-graph-name", BASE.replace("graph @g", "graph @9" + "g" * 100_000), 1, 7,
+     "invalid graph name '@9ggggggggggggggggggggggggggggggggggg... (100002 characters)'"),
 ]
 
 CONST_ERRORS = [
@@ -493,7 +667,9 @@ CONST_ERRORS = [
     ("out-of-range", "%c = const dense<[1e39, 2.0]> : tensor<2xf32>", 21,
      "number 1e39 is out of the float32 range (largest 3.4028235e+38); write inf for an infinity"),
     ("deep-dense", "%c = const dense<" + "[" * 70 + "1.0" + "]" * 70 + "> : tensor<1xf32>", 85,
-     "dense literal nested more than 64 deep"),
+     "dense literal nested more than 64 deep: a tensor has at most 64 dimensions and 2**62 bytes"),
+    ("number-of-5000-digits", "%c = const dense<[" + "1" * 5000 + "]> : tensor<1xf32>", 21,
+     "number 1111111111111111111111111111111111111... (5000 characters) is out of range"),
     ("not-a-number", "%c = const dense<[1.0, true]> : tensor<2xf32>", 26,
      "expected a number or '[' in the dense literal, got 'true'"),
     ("unclosed-dense", "%c = const dense<[1.0, 2.0] : tensor<2xf32>", 31, "expected '>' to close dense<..., got ':'"),
@@ -520,6 +696,22 @@ def test_const_errors_name_line_and_column(node, column, message):
         parse_graph(text)
     assert (e.value.line, e.value.column) == (6, column), str(e.value)
     assert str(e.value).startswith(f"6:{column}: {message}"), str(e.value)
+
+
+def test_numbers_with_leading_zeros_are_read_by_value():
+    text = edit("[1, 0]", "[" + "0" * 5000 + "1, -" + "0" * 5000 + "0]",
+                edit("tensor<2x3xf32>", "tensor<" + "0" * 5000 + "2x3xf32>"))
+    assert print_graph(parse_graph(text)) == BASE
+
+
+def test_long_strings_and_many_comment_lines_parse(rng):
+    """Escapes, unicode and a long attribute string; a file of many comment lines."""
+    name = "".join(rng.choice(list("ab\"\\\n\tü€𝄞 "), size=200_000))
+    b = GraphBuilder("strings")
+    b.output("y", b.scale(b.param(name, (2, 3)), factor=2.0))
+    graph = b.build()
+    text = "// a comment line\n" * 100_000 + print_graph(graph)
+    assert parse_graph(text).params[0].attrs["name"] == name
 
 
 def test_parse_graph_wants_text():

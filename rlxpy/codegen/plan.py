@@ -19,6 +19,7 @@ allocated here.
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,7 @@ ALIGNMENT = 64
 
 def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
     """An uninitialised float32 array whose data starts on an ALIGNMENT-byte boundary."""
-    n = int(np.prod(shape, dtype=np.int64))
+    n = math.prod(shape)
     raw = np.empty(n + ALIGNMENT // 4, np.float32)
     skip = (-raw.ctypes.data % ALIGNMENT) // 4
     return raw[skip:skip + n].reshape(shape)

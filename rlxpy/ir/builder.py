@@ -10,20 +10,25 @@
 The compute-op methods (`matmul`, `bias_add`, `upsample_add`, `scale`, `transpose`, `reshape`,
 `pos_encoding`, ...) are made from the op declarations in `rlxpy.ir.ops`, so every declared op has
 one; each takes its operands positionally and its attributes by keyword, plus an optional `name=`
-for the value. Types are inferred as the graph is built, so a mistake is reported at the call that
-made it.
+for the value. They are real methods of the class, with the signature and docstring of their
+declaration (`help(GraphBuilder.upsample_add)`, `inspect.signature(...)` show operands, attribute
+kinds, defaults and choices); an op declared after this module is imported is reached through
+`__getattr__` the same way. Types are inferred as the graph is built, so a mistake is reported at
+the call that made it.
 """
 
 from __future__ import annotations
 
+import inspect
+import types
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
 from ..errors import VerifyError
 from .graph import Graph, Node
-from .ops import OPS, OpTypeError
+from .ops import _KIND_WORDS, OPS, REQUIRED, OpDef, OpTypeError
 from .types import TensorType
 from .verify import verify
 
@@ -54,17 +59,17 @@ class GraphBuilder:
 
     def input(self, name: str, shape: Sequence[int], dtype: str = "f32", *, value_name: str | None = None) -> Value:
         """A run-time input, passed to the executable as `name=array`."""
-        return self._add("input", (), {"name": name}, TensorType(tuple(shape), dtype), value_name or name)
+        return self._source("input", {"name": name}, shape, dtype, value_name or name)
 
     def param(self, name: str, shape: Sequence[int], dtype: str = "f32", *, value_name: str | None = None) -> Value:
         """A weight bound at compile time from `params[name]` (e.g. a checkpoint key)."""
-        return self._add("param", (), {"name": name}, TensorType(tuple(shape), dtype), value_name)
+        return self._source("param", {"name": name}, shape, dtype, value_name)
 
     def const(self, data: Any, *, name: str | None = None) -> Value:
         """A constant tensor (converted to float32; the node keeps a read-only copy)."""
         array = np.array(data, dtype=np.float32, copy=True)
         array.setflags(write=False)
-        return self._add("const", (), {}, TensorType(array.shape), name, value=array)
+        return self._source("const", {}, array.shape, "f32", name, value=array)
 
     # -- compute ops ---------------------------------------------------------------------------
 
@@ -82,22 +87,16 @@ class GraphBuilder:
         try:
             opdef.check_arity(len(operands))
             canonical = opdef.normalize_attrs(attrs)
-            rtype = opdef.infer([v.type for v in operands], canonical)
+            rtype = opdef.result_type([v.type for v in operands], canonical)
         except OpTypeError as e:
             raise VerifyError(f"{label} ({opname}): {e}") from None
         return self._add(opname, tuple(v.name for v in operands), canonical, rtype, name)
 
     def __getattr__(self, opname: str):
         opdef = OPS.get(opname)
-        if opdef is None or opdef.kind == "source":
+        if opdef is None or opdef.kind == "source" or opname.startswith("__"):
             raise AttributeError(f"GraphBuilder has no op or attribute '{opname}'")
-
-        def method(*operands: Value, name: str | None = None, **attrs: Any) -> Value:
-            return self.op(opname, *operands, name=name, **attrs)
-
-        method.__name__ = opname
-        method.__doc__ = opdef.summary
-        return method
+        return types.MethodType(op_method(opdef), self)
 
     def __dir__(self):
         return sorted(set(super().__dir__()) | {n for n, d in OPS.items() if d.kind != "source"})
@@ -117,15 +116,89 @@ class GraphBuilder:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _source(self, op: str, attrs: dict, shape: Sequence[int], dtype: str, name: str | None,
+                value: np.ndarray | None = None) -> Value:
+        name = self._fresh() if name is None else name
+        what = f"node %{name} ({op} {attrs['name']!r})" if "name" in attrs else f"node %{name} ({op})"
+        try:
+            dims = tuple(shape)
+        except TypeError:
+            raise VerifyError(f"{what}: the shape must be a sequence of positive integers, got {shape!r}") from None
+        try:
+            rtype = TensorType(dims, dtype)
+        except ValueError as e:   # a bad dimension or element type, or over the size limit
+            raise VerifyError(f"{what}: {e}") from None
+        return self._add(op, (), attrs, rtype, name, value)
+
+    def _fresh(self) -> str:
+        while str(self._counter) in self._names:
+            self._counter += 1
+        self._counter += 1
+        return str(self._counter - 1)
+
     def _add(self, op: str, operands: tuple[str, ...], attrs: dict, rtype: TensorType,
              name: str | None, value: np.ndarray | None = None) -> Value:
         if name is None:
-            while str(self._counter) in self._names:
-                self._counter += 1
-            name = str(self._counter)
-            self._counter += 1
+            name = self._fresh()
         if name in self._names:
             raise VerifyError(f"duplicate name %{name} ({op})")
         self._names.add(name)
         self.nodes.append(Node(name, op, operands, attrs, rtype, value, self.origin))
         return Value(name, rtype, self)
+
+
+# -- one method per compute op, made from its declaration ------------------------------------------
+
+_ANNOTATIONS = {"int": int, "float": float, "bool": bool, "str": str, "ints": Sequence[int]}
+
+
+def op_signature(opdef: OpDef) -> inspect.Signature:
+    """`(self, a, b, /, *epilogue, attr: kind = default, ..., name: str | None = None) -> Value`."""
+    P = inspect.Parameter
+    params = [P("self", P.POSITIONAL_ONLY)]
+    params += [P(o, P.POSITIONAL_ONLY, annotation=Value) for o in opdef.fixed_operands]
+    if opdef.variadic:
+        params.append(P(opdef.operands[-1][1:], P.VAR_POSITIONAL, annotation=Value))
+    for key, spec in opdef.attrs.items():
+        kind = Literal[spec.choices] if spec.choices else _ANNOTATIONS.get(spec.kind, Any)
+        default = P.empty if spec.default is REQUIRED else spec.default
+        params.append(P(key, P.KEYWORD_ONLY, default=default, annotation=kind))
+    params.append(P("name", P.KEYWORD_ONLY, default=None, annotation=str | None))
+    return inspect.Signature(params, return_annotation=Value)
+
+
+def op_doc(opdef: OpDef) -> str:
+    lines = [opdef.summary, ""]
+    operands = list(opdef.fixed_operands) + ([f"{opdef.operands[-1][1:]} (any number more)"] if opdef.variadic else [])
+    lines.append(f"Operands: {', '.join(operands) or 'none'}.")
+    if opdef.attrs:
+        lines.append("Attributes (keywords):")
+        for key, spec in opdef.attrs.items():
+            what = _KIND_WORDS.get(spec.kind, spec.kind)
+            if spec.choices:
+                what += ", one of " + ", ".join(map(repr, spec.choices))
+            what += "; required" if spec.default is REQUIRED else f"; default {spec.default!r}"
+            lines.append(f"    {key}: {what}" + (f". {spec.doc[0].upper()}{spec.doc[1:]}." if spec.doc else ""))
+    lines.append("name: the result's value name (default: the next free number).")
+    lines.append("Returns the result's Value; a mistake raises VerifyError naming the node.")
+    return "\n".join(lines)
+
+
+def op_method(opdef: OpDef):
+    """The builder method of a compute op: `b.OP(*operands, name=None, **attrs)`."""
+    opname = opdef.name
+
+    def method(self: GraphBuilder, *operands: Value, name: str | None = None, **attrs: Any) -> Value:
+        return self.op(opname, *operands, name=name, **attrs)
+
+    method.__name__ = opname
+    method.__qualname__ = f"GraphBuilder.{opname}"
+    method.__doc__ = op_doc(opdef)
+    method.__signature__ = op_signature(opdef)
+    return method
+
+
+for _name, _opdef in OPS.items():
+    if _opdef.kind != "source" and not hasattr(GraphBuilder, _name):
+        setattr(GraphBuilder, _name, op_method(_opdef))
+del _name, _opdef

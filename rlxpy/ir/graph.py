@@ -65,6 +65,12 @@ class Graph:
     def __repr__(self) -> str:
         return f"<Graph @{self.name}: {len(self.nodes)} nodes, outputs {list(self.outputs)}>"
 
+    def __str__(self) -> str:
+        """The graph's text, as `print_graph` writes it (large constants by handle), so that
+        `print(graph)` shows the IR."""
+        from .printer import print_graph   # the printer imports this module
+        return print_graph(self)
+
     def __len__(self) -> int:
         return len(self.nodes)
 

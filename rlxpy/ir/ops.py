@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .types import TensorType
+from .types import TensorType, TypeLimitError, check_rank
 
 REQUIRED = object()  # marks an attribute without a default
 
@@ -120,6 +120,14 @@ class OpDef:
                 out[name] = spec.default
         return out
 
+    def result_type(self, types: list[TensorType], attrs: dict) -> TensorType:
+        """The inferred result type of a compute op; a result over the size limit is an
+        `OpTypeError` like any other (each rule words its own where it can say more)."""
+        try:
+            return self.infer(types, attrs)
+        except TypeLimitError as e:
+            raise OpTypeError(f"the result is too large: {e}") from None
+
 
 OPS: dict[str, OpDef] = {}
 
@@ -141,6 +149,14 @@ def get_op(name: str) -> OpDef | None:
 
 def _fmt(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def result_of(shape: tuple[int, ...], what: str) -> TensorType:
+    """An f32 result type, or an `OpTypeError` saying that `what` makes it too large."""
+    try:
+        return TensorType(tuple(shape))
+    except TypeLimitError as e:
+        raise OpTypeError(f"{what}: {e}") from None
 
 
 def require_f32(types: list[TensorType], names: tuple[str, ...]) -> None:
@@ -168,7 +184,7 @@ def matmul_type(a: TensorType, b: TensorType) -> TensorType:
         raise OpTypeError(
             f"contraction mismatch: 'a' {a} has {k} columns but 'b' {b} has {k2} rows"
         )
-    return TensorType(_broadcast(a.shape[:-2], b.shape[:-2]) + (m, n))
+    return result_of(_broadcast(a.shape[:-2], b.shape[:-2]) + (m, n), f"the product of {a} and {b}")
 
 
 def bias_type(x: TensorType, bias: TensorType, axis: int) -> TensorType:
@@ -242,7 +258,8 @@ def _infer_bias_add(t: list[TensorType], a: dict) -> TensorType:
 
 BIAS_ADD = declare(OpDef(
     "bias_add", "Add a rank-1 bias along one axis.",
-    operands=("x", "bias"), attrs={"axis": Attr("int", -1)}, infer=_infer_bias_add,
+    operands=("x", "bias"), attrs={"axis": Attr("int", -1, doc="the axis of x that bias runs along")},
+    infer=_infer_bias_add,
 ))
 
 
@@ -255,7 +272,8 @@ UPSAMPLE_ADD = declare(OpDef(
     "upsample_add",
     "x + upsample2x(coarse) over the last two axes; nearest, or bilinear with align_corners=False.",
     operands=("x", "coarse"),
-    attrs={"mode": Attr("str", "nearest", choices=("nearest", "bilinear"))},
+    attrs={"mode": Attr("str", "nearest", choices=("nearest", "bilinear"),
+                        doc="nearest repeats each coarse value; bilinear uses align_corners=False")},
     infer=_infer_upsample_add,
 ))
 
@@ -267,7 +285,7 @@ def _infer_scale(t: list[TensorType], a: dict) -> TensorType:
 
 SCALE = declare(OpDef(
     "scale", "Multiply by a constant factor (the FPN's fuse_type 'avg' halves with it).",
-    operands=("x",), attrs={"factor": Attr("float")}, infer=_infer_scale,
+    operands=("x",), attrs={"factor": Attr("float", doc="the multiplier")}, infer=_infer_scale,
 ))
 
 
@@ -278,26 +296,31 @@ def _infer_transpose(t: list[TensorType], a: dict) -> TensorType:
 
 TRANSPOSE = declare(OpDef(
     "transpose", "Permute the axes: result axis i is operand axis perm[i].",
-    operands=("x",), attrs={"perm": Attr("ints")}, infer=_infer_transpose,
+    operands=("x",), attrs={"perm": Attr("ints", doc="a permutation of 0..rank-1")}, infer=_infer_transpose,
 ))
 
 
 def _infer_reshape(t: list[TensorType], a: dict) -> TensorType:
     require_f32(t, ("x",))
     shape = a["shape"]
+    try:
+        check_rank(len(shape))
+    except TypeLimitError as e:
+        raise OpTypeError(f"attribute 'shape' has {len(shape)} dimensions: {e}") from None
     if any(d < 1 for d in shape):
         raise OpTypeError(f"shape {_fmt(shape)} must have positive dimensions")
-    out = TensorType(shape)
-    if out.numel != t[0].numel:
+    numel = math.prod(shape)
+    if numel != t[0].numel:
         raise OpTypeError(
-            f"cannot reshape {t[0]} ({t[0].numel} elements) to {_fmt(shape)} ({out.numel} elements)"
+            f"cannot reshape {t[0]} ({t[0].numel} elements) to {_fmt(shape)} ({numel} elements)"
         )
-    return out
+    return result_of(shape, f"shape {_fmt(shape)}")
 
 
 RESHAPE = declare(OpDef(
     "reshape", "Same elements in row-major order, new shape.",
-    operands=("x",), attrs={"shape": Attr("ints")}, infer=_infer_reshape,
+    operands=("x",), attrs={"shape": Attr("ints", doc="the new shape, with as many elements as x")},
+    infer=_infer_reshape,
 ))
 
 
@@ -309,7 +332,8 @@ def _infer_pos_encoding(t: list[TensorType], a: dict) -> TensorType:
         raise OpTypeError(f"attribute 'dim' must be a multiple of 4 (sin/cos per axis), got {a['dim']}")
     if a["temperature"] <= 0:
         raise OpTypeError(f"attribute 'temperature' must be positive, got {a['temperature']}")
-    return TensorType((a["batch"], a["dim"], a["height"], a["width"]))
+    size = ", ".join(f"{k} = {a[k]}" for k in ("batch", "dim", "height", "width"))
+    return result_of((a["batch"], a["dim"], a["height"], a["width"]), f"attributes {{{size}}} make a result too large")
 
 
 POS_ENCODING = declare(OpDef(
@@ -317,8 +341,11 @@ POS_ENCODING = declare(OpDef(
     "SAM 2's PositionEmbeddingSine (normalize=True, scale=2*pi) as NCHW [batch, dim, height, width]: "
     "channels 0..dim/2-1 encode the row, the rest the column, sin and cos interleaved.",
     attrs={
-        "batch": Attr("int"), "dim": Attr("int"), "height": Attr("int"), "width": Attr("int"),
-        "temperature": Attr("float", 10000.0),
+        "batch": Attr("int", doc="the batch size"),
+        "dim": Attr("int", doc="the number of channels, a multiple of 4"),
+        "height": Attr("int", doc="the feature map's height"),
+        "width": Attr("int", doc="the feature map's width"),
+        "temperature": Attr("float", 10000.0, doc="the base of the frequencies"),
     },
     infer=_infer_pos_encoding,
 ))
@@ -352,10 +379,11 @@ FUSED_MATMUL = declare(OpDef(
     "operand (if upsample != 'none'), then scale by factor. Operands: a, b, [bias], [coarse].",
     operands=("a", "b", "*epilogue"),
     attrs={
-        "bias": Attr("bool", False),
-        "perm": Attr("ints", ()),
-        "upsample": Attr("str", "none", choices=("none", "nearest", "bilinear")),
-        "factor": Attr("float", 1.0),
+        "bias": Attr("bool", False, doc="add the operand after a and b along the last axis"),
+        "perm": Attr("ints", (), doc="transpose the result by this permutation (empty: no transpose)"),
+        "upsample": Attr("str", "none", choices=("none", "nearest", "bilinear"),
+                         doc="add the last operand upsampled 2x over the last two axes"),
+        "factor": Attr("float", 1.0, doc="scale the result by this"),
     },
     infer=_infer_fused_matmul,
 ))

@@ -5,7 +5,15 @@
 It reads the syntax, resolves names (undefined, forward and duplicate values, const handles) and
 checks each op's attributes through its declaration; every other rule is the verifier's, whose
 error is re-raised at the line and column of the node it names. Every mistake is a `ParseError`
-with a 1-based line and column and what was expected there.
+with a 1-based line and column and what was expected there, found in time linear in the text's
+length (whatever the text: huge numbers, long dimension lists, deep nesting, long strings and
+lines); types over the size limit of `rlxpy.ir.types` are such mistakes too.
+
+A `const @HANDLE` takes its data from the optional resources section after the graph's closing
+brace (`@HANDLE = "BASE64"`, one per line: the raw little-endian float32 bytes, as
+`print_graph(..., consts="resources")` writes them) or from the `consts` given (the safetensors
+file beside a .rlx for `load_graph`), never from both; every resource and every constant given
+must be used, and a resource must hold exactly the bytes of the const's type.
 
 Whitespace (newlines included) only separates tokens; `//` starts a comment to the end of the line.
 Parsed nodes get `origin` from a trailing `loc("...")` ("parser" when there is none) and `loc`, the
@@ -14,6 +22,7 @@ Parsed nodes get `origin` from a trailing `loc("...")` ("parser" when there is n
 
 from __future__ import annotations
 
+import binascii
 import bisect
 import json
 import math
@@ -23,29 +32,37 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..errors import ParseError, VerifyError
+from ..errors import ParseError, VerifyError, clip
 from .graph import Graph, Node
 from .ops import OPS, OpTypeError
-from .types import DTYPES, TensorType
+from .types import DTYPES, LIMIT_TEXT, MAX_BYTES, MAX_RANK, TensorType, TypeLimitError
 from .verify import SYMBOL, VALUE_NAME, verify
 
-_INT64_MAX = 2**63 - 1
-MAX_NESTING = 64   # lists in attributes and dense literals; numpy's own limit on a tensor's rank
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
+_INT64_DIGITS = len(str(_INT64_MAX))
+_DIM_DIGITS = len(str(MAX_BYTES))     # a dimension with more digits is over the size limit by itself
+# A dense literal nests one list per dimension, so its depth is a tensor's rank. Attribute lists
+# never nest at all; the same depth bounds the recursion that reads them (and says so clearly).
+MAX_NESTING = MAX_RANK
 
 # One token per alternative, tried in order at the current position (after whitespace/comments).
+# Every repeat is possessive (`*+`, `++`): nothing is ever given back, so a token is matched in
+# time linear in its length (a repeated group that may backtrack costs Python's engine far more
+# than linear time on a long string or a file of many comment lines).
 _TOKEN = re.compile(r"""
-    (?P<value>%[A-Za-z0-9_.$-]*)
-  | (?P<symbol>@[A-Za-z0-9_.$-]*)
-  | (?P<float>-?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|inf\b|nan\b))
-  | (?P<int>-?\d+)
-  | (?P<string>"(?:[^"\\\n]|\\.)*")
+    (?P<value>%[A-Za-z0-9_.$-]*+)
+  | (?P<symbol>@[A-Za-z0-9_.$-]*+)
+  | (?P<float>-?(?:\d++\.\d*+(?:[eE][-+]?\d++)?|\d++[eE][-+]?\d++|inf\b|nan\b))
+  | (?P<int>-?\d++)
+  | (?P<string>"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+")
   | (?P<unterminated>")
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*+)
   | (?P<punct>[{}()\[\]<>=,:])
 """, re.VERBOSE)
-_SKIP = re.compile(r"(?:\s+|//[^\n]*)*")
-_TYPE_BODY = re.compile(r"[A-Za-z0-9_]*")
+_SKIP = re.compile(r"(?:\s++|//[^\n]*+)*+")
+_TYPE_BODY = re.compile(r"[A-Za-z0-9_]*+")
 _DIM = re.compile(r"(\d+)x")
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=]")
 
 
 @dataclass(frozen=True)
@@ -114,6 +131,14 @@ class _Dense:
     value: float | list["_Dense"]
 
 
+@dataclass(frozen=True)
+class _Resource:
+    """One entry of the resources section: where its name is, and the bytes it holds."""
+
+    tok: Token
+    data: bytes
+
+
 @dataclass
 class _Stmt:
     """A node as read, before names are resolved."""
@@ -132,6 +157,7 @@ class _Parser:
         self.lex = _Lexer(text, source)
         self.consts = consts
         self.consts_from = consts_from
+        self.resources: dict[str, _Resource] = {}
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -169,7 +195,7 @@ class _Parser:
         name_tok = self.expect("symbol", None, "the graph's name after 'graph', like @main")
         name = name_tok.text[1:]
         if not SYMBOL.match(name):
-            raise self.error(f"invalid graph name {name_tok.text!r}: expected @ and an identifier "
+            raise self.error(f"invalid graph name {clip(name_tok.text)!r}: expected @ and an identifier "
                              "(letters, digits, '_', '.'; not starting with a digit)", name_tok)
         self.punct("{", "to open the graph body")
         stmts: list[_Stmt] = []
@@ -186,17 +212,63 @@ class _Parser:
         if not outputs:
             raise self.error(f"graph @{name} has no outputs: expected at least one 'output @name = %value' "
                              "before '}'", close)
+        after, expected = "the graph", "'resources {' or the end of the file"
+        if self.at("ident", "resources"):
+            self.resources = self.resources_section()
+            after, expected = "the resources section", "the end of the file"
         if self.lex.peek().kind != "eof":
-            line, _ = self.lex.where(close.start)
-            raise self.error(f"unexpected {self.lex.peek().describe()} after the end of the graph "
-                             f"(closed by '}}' on line {line}); expected the end of the file", self.lex.peek())
+            line, _ = self.lex.where(self.lex.pos - 1)
+            raise self.error(f"unexpected {self.lex.peek().describe()} after the end of {after} "
+                             f"(closed by '}}' on line {line}); expected {expected}", self.lex.peek())
         return self.build(name, stmts, outputs, start, close)
+
+    def resources_section(self) -> dict[str, "_Resource"]:
+        """`resources { @NAME = "BASE64" ... }`: the raw little-endian float32 bytes of handle consts."""
+        self.lex.next()
+        self.punct("{", "after 'resources'")
+        found: dict[str, _Resource] = {}
+        while not self.accept("punct", "}"):
+            tok = self.lex.peek()
+            if tok.kind != "symbol":
+                raise self.expected("a resource ('@name = \"base64\"') or '}' to close the resources section",
+                                    in_statement=False)
+            self.lex.next()
+            if not VALUE_NAME.match(tok.text[1:]):
+                raise self.error(f"expected a constant's handle after '@', got {clip(tok.text)!r}", tok)
+            if tok.text[1:] in found:
+                line, col = self.lex.where(found[tok.text[1:]].tok.start)
+                raise self.error(f"duplicate resource {clip(tok.text)}, already defined at line {line}, column {col}", tok)
+            self.punct("=", f"after the resource name {clip(tok.text)}")
+            found[tok.text[1:]] = _Resource(tok, self.base64_string(tok.text))
+        return found
+
+    def base64_string(self, name: str) -> bytes:
+        """A double-quoted base64 string on one line, decoded. Scanned with str.find and checked by
+        binascii (the data may be hundreds of megabytes): no regex walks it unless it is bad."""
+        text = self.lex.text
+        start = _SKIP.match(text, self.lex.pos).end()
+        if not text.startswith('"', start):
+            raise self.expected(f"the data of resource {clip(name)} as a base64 string in double quotes")
+        end = text.find('"', start + 1)
+        newline = text.find("\n", start + 1, len(text) if end < 0 else end)
+        if end < 0 or newline >= 0:
+            raise self.lex.error("unterminated string: expected a closing '\"' on the same line", start)
+        self.lex.pos = end + 1
+        try:
+            return binascii.a2b_base64(text[start + 1:end], strict_mode=True)
+        except (binascii.Error, ValueError) as e:
+            bad = _NOT_BASE64.search(text, start + 1, end)
+            if bad is not None:
+                raise self.lex.error(f"resource {clip(name)}: unexpected character {bad.group()!r} in base64 data; "
+                                     "expected A-Z, a-z, 0-9, '+', '/' and '=' padding at the end", bad.start()) from None
+            raise self.lex.error(f"resource {clip(name)}: bad base64 data ({e}): expected groups of 4 characters, "
+                                 "the last one padded with '='", start) from None
 
     def output(self) -> tuple[Token, Token]:
         self.lex.next()
         name = self.expect("symbol", None, "the output's name after 'output', like @out")
         if not SYMBOL.match(name.text[1:]):
-            raise self.error(f"invalid output name {name.text!r}: expected @ and an identifier "
+            raise self.error(f"invalid output name {clip(name.text)!r}: expected @ and an identifier "
                              "(letters, digits, '_', '.'; not starting with a digit)", name)
         self.punct("=", "after the output's name")
         value = self.value_token("the value of the output, like %0")
@@ -205,7 +277,7 @@ class _Parser:
     def value_token(self, what: str) -> Token:
         tok = self.expect("value", None, what)
         if not VALUE_NAME.match(tok.text[1:]):
-            detail = "a name after '%'" if tok.text == "%" else f"a value name, got {tok.text!r}"
+            detail = "a name after '%'" if tok.text == "%" else f"a value name, got {clip(tok.text)!r}"
             raise self.error(f"expected {detail} (letters, digits, '_', '.', '$', '-'; "
                              "not starting with '.', '$' or '-')", tok)
         return tok
@@ -218,7 +290,7 @@ class _Parser:
         op_tok = self.expect("ident", None, f"an op name after '{name.text} ='")
         opdef = OPS.get(op_tok.text)
         if opdef is None:
-            raise self.error(f"unknown op '{op_tok.text}'; known ops: {', '.join(sorted(OPS))}", op_tok)
+            raise self.error(f"unknown op '{clip(op_tok.text)}'; known ops: {', '.join(sorted(OPS))}", op_tok)
         label = f"node {name.text} ({op_tok.text})"
         operands = []
         if self.accept("punct", "("):
@@ -255,13 +327,13 @@ class _Parser:
         while True:
             key = self.expect("ident", None, "an attribute name")
             if key.text in attrs:
-                raise self.error(f"{label}: duplicate attribute '{key.text}'", key)
+                raise self.error(f"{label}: duplicate attribute '{clip(key.text)}'", key)
             if key.text not in opdef.attrs:
                 try:  # the declaration words the error and lists the op's attributes
-                    opdef.normalize_attrs({key.text: None})
+                    opdef.normalize_attrs({clip(key.text): None})
                 except OpTypeError as e:
                     raise self.error(f"{label}: {e}", key) from None
-            self.punct("=", f"after the attribute name '{key.text}'")
+            self.punct("=", f"after the attribute name '{clip(key.text)}'")
             value_tok = self.lex.peek()
             value = self.attr_value()
             try:  # the declaration decides what the value may be (and widens 1 to 1.0)
@@ -277,9 +349,14 @@ class _Parser:
         if depth > MAX_NESTING:
             raise self.error(f"lists nested more than {MAX_NESTING} deep", tok)
         if tok.kind == "int":
-            value = int(self.lex.next().text)
-            if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
-                raise self.error(f"integer {tok.text} does not fit in 64 bits", tok)
+            self.lex.next()
+            # count the digits first: int() of thousands of digits is slow, and refused past 4300
+            digits = tok.text.lstrip("-").lstrip("0") or "0"
+            value = None
+            if len(digits) <= _INT64_DIGITS:
+                value = -int(digits) if tok.text.startswith("-") else int(digits)
+            if value is None or not _INT64_MIN <= value <= _INT64_MAX:
+                raise self.error(f"integer {clip(tok.text)} does not fit in 64 bits", tok)
             return value
         if tok.kind == "float":
             return self.float_value(self.lex.next())
@@ -301,7 +378,7 @@ class _Parser:
     def float_value(self, tok: Token) -> float:
         value = float(tok.text)
         if math.isinf(value) and "inf" not in tok.text:
-            raise self.error(f"number {tok.text} is out of range; write inf or -inf for an infinity", tok)
+            raise self.error(f"number {clip(tok.text)} is out of range; write inf or -inf for an infinity", tok)
         return value
 
     def string(self, what: str) -> str:
@@ -317,7 +394,7 @@ class _Parser:
         if self.at("symbol"):
             tok = self.lex.next()
             if not VALUE_NAME.match(tok.text[1:]):
-                raise self.error(f"expected a constant's handle after '@', got {tok.text!r}", tok)
+                raise self.error(f"expected a constant's handle after '@', got {clip(tok.text)!r}", tok)
             return "handle", tok.text[1:], tok
         tok = self.expect("ident", "dense", "the constant's data after 'const': dense<...> or a handle like @w")
         self.punct("<", "after 'dense'")
@@ -328,13 +405,13 @@ class _Parser:
     def dense_element(self, depth: int = 0) -> "_Dense":
         tok = self.lex.peek()
         if depth > MAX_NESTING:
-            raise self.error(f"dense literal nested more than {MAX_NESTING} deep", tok)
+            raise self.error(f"dense literal nested more than {MAX_NESTING} deep: a tensor has {LIMIT_TEXT}", tok)
         if tok.kind in ("int", "float"):
             self.lex.next()
             value = self.float_value(tok)
             with np.errstate(over="ignore"):
                 if math.isfinite(value) and np.isinf(np.float32(value)):
-                    raise self.error(f"number {tok.text} is out of the float32 range (largest "
+                    raise self.error(f"number {clip(tok.text)} is out of the float32 range (largest "
                                      f"{np.finfo(np.float32).max!s}); write inf for an infinity", tok)
             return _Dense(tok, value)
         if self.accept("punct", "["):
@@ -369,33 +446,43 @@ class _Parser:
         self.expect("ident", "tensor", "a tensor type like tensor<2x3xf32>")
         self.punct("<", "after 'tensor'")
         body = self.lex.raw(_TYPE_BODY)
-        dims, pos = [], body.start()
-        while (m := _DIM.match(body.group(), pos - body.start())) is not None:
-            dim = int(m.group(1))
-            if dim < 1 or dim > _INT64_MAX:
-                raise self.lex.error(f"tensor dimension {m.group(1)} must be a positive integer", pos)
+        text, start, end = self.lex.text, body.start(), body.end()
+        dims, pos = [], start
+        while (m := _DIM.match(text, pos, end)) is not None:   # in place: no copy of the body
+            digits = m.group(1)
+            if len(dims) == MAX_RANK:
+                raise self.lex.error(f"tensor type with more than {MAX_RANK} dimensions: a tensor has {LIMIT_TEXT}", pos)
+            significant = digits.lstrip("0") or "0"
+            if len(significant) > _DIM_DIGITS:
+                raise self.lex.error(f"tensor dimension {clip(digits)} is over the size limit: a tensor has "
+                                     f"{LIMIT_TEXT}", pos)
+            dim = int(significant)
+            if dim < 1:
+                raise self.lex.error(f"tensor dimension {clip(digits)} must be a positive integer", pos)
             dims.append(dim)
-            pos = body.start() + m.end()
-        dtype = self.lex.text[pos:body.end()]
+            pos = m.end()
+        dtype = text[pos:end]
         if dtype not in DTYPES:
             known = ", ".join(DTYPES)
-            if not body.group():
-                got = repr(self.lex.text[pos]) if pos < len(self.lex.text) else "end of file"
+            if start == end:
+                got = repr(text[pos]) if pos < len(text) else "end of file"
                 message = f"expected a shape and element type like 2x3xf32 after 'tensor<', got {got}"
             elif not dtype:
                 message = f"expected an element type ({known}) after the last 'x', like tensor<2x3xf32>"
             elif dtype.isdigit():
                 message = f"expected 'x' and an element type ({known}) after the last dimension, like tensor<2x3xf32>"
-                pos = body.end()
+                pos = end
             elif dtype[0].isdigit():
-                message = f"bad tensor shape {dtype!r}: expected dimensions and an element type joined by 'x', like 2x3xf32"
+                message = f"bad tensor shape {clip(dtype)!r}: expected dimensions and an element type joined by 'x', like 2x3xf32"
             else:
-                message = f"unknown element type {dtype!r}; expected one of {known}"
+                message = f"unknown element type {clip(dtype)!r}; expected one of {known}"
             raise self.lex.error(message, pos)
-        if math.prod(dims) > _INT64_MAX:
-            raise self.lex.error(f"tensor type with {math.prod(dims)} elements is too large", body.start())
+        try:
+            rtype = TensorType(tuple(dims), dtype)
+        except TypeLimitError as e:
+            raise self.lex.error(str(e), start) from None
         self.punct(">", "to close the tensor type")
-        return TensorType(tuple(dims), dtype)
+        return rtype
 
     # -- names, constants and the verifier -----------------------------------------------------
 
@@ -404,6 +491,11 @@ class _Parser:
         defined: dict[str, Token] = {}
         later = {s.name.text: s.name for s in reversed(stmts)}   # first definition of each name
         used_handles: set[str] = set()
+        for handle, res in self.resources.items():
+            if self.consts is not None and handle in self.consts:
+                raise self.error(f"resource {res.tok.text} is given twice: by this resources section and by "
+                                 f"{self.consts_from or 'the constants given'}; expected it in only one of them",
+                                 res.tok)
         nodes = []
         for s in stmts:
             value_name = s.name.text[1:]
@@ -435,6 +527,10 @@ class _Parser:
             seen_outputs[out.text] = out
             self.resolve(value, defined, {}, f"output {out.text}")
             result[out.text[1:]] = value.text[1:]
+        for handle, res in self.resources.items():
+            if handle not in used_handles:
+                raise self.error(f"resource {res.tok.text} is not used: expected a const that names it "
+                                 f"('%name = const {res.tok.text} : tensor<...>')", res.tok)
         if self.consts:
             unused = [k for k in self.consts if k not in used_handles]
             if unused:
@@ -464,12 +560,16 @@ class _Parser:
 
     def lookup(self, handle: str, s: _Stmt, tok: Token) -> np.ndarray:
         label = f"node {s.name.text} (const)"
+        if handle in self.resources:
+            return self.resource_array(self.resources[handle], s)
+        nowhere = "not in the resources section, and " if self.resources else ""
         if self.consts is None:
-            where = self.consts_from or "no constants were given (pass consts= to parse_graph, or use load_graph)"
-            raise self.error(f"{label}: missing constant @{handle}: {where}", tok)
+            where = self.consts_from or ("no constants were given (print the graph with consts=\"resources\", "
+                                         "pass consts= to parse_graph, or use load_graph)")
+            raise self.error(f"{label}: missing constant @{handle}: {nowhere}{where}", tok)
         if handle not in self.consts:
             where = self.consts_from or "the constants given"
-            raise self.error(f"{label}: missing constant @{handle}: not in {where}", tok)
+            raise self.error(f"{label}: missing constant @{handle}: {nowhere}not in {where}", tok)
         array = self.consts[handle]
         if not isinstance(array, np.ndarray):
             raise self.error(f"{label}: constant @{handle} is a {type(array).__name__}, expected a numpy array", tok)
@@ -478,6 +578,15 @@ class _Parser:
             raise self.error(f"{label}: constant @{handle} is {array.dtype} of shape {list(array.shape)}, "
                              f"but the declared type is {want} ({want.np_dtype} of shape {list(want.shape)})", tok)
         return np.array(array, copy=True)
+
+    def resource_array(self, res: _Resource, s: _Stmt) -> np.ndarray:
+        want = s.type
+        if len(res.data) != 4 * want.numel:
+            line, col = self.lex.where(s.name.start)
+            raise self.error(f"resource {res.tok.text} holds {len(res.data)} bytes, but node {s.name.text} (const) "
+                             f"at line {line}, column {col} is {want}: expected {4 * want.numel} bytes "
+                             f"({want.numel} little-endian float32 values)", res.tok)
+        return np.frombuffer(res.data, dtype="<f4").astype(np.float32, copy=False).reshape(want.shape)
 
     def verify_error(self, e: VerifyError, close: Token) -> ParseError:
         """The verifier names a parsed node with its line and column: report the error there."""
@@ -490,12 +599,16 @@ class _Parser:
 
 
 def parse_graph(text: str, *, source: str | None = None,
-                consts: Mapping[str, np.ndarray] | None = None) -> Graph:
-    """Read a graph written by `print_graph`; verified. `consts` resolves `const @HANDLE` nodes.
+                consts: Mapping[str, np.ndarray] | None = None, consts_from: str | None = None) -> Graph:
+    """Read a graph written by `print_graph`; verified.
 
-    `source` names the text in error messages (a file name). Every constant given must be used.
+    A `const @HANDLE` node takes its data from the text's resources section (written by
+    `print_graph(graph, consts="resources")`) or else from `consts`; each handle must come from
+    exactly one of them, and every resource and every constant given must be used. `source` names
+    the text in error messages (a file name); `consts_from` says in them where `consts` came from
+    (or, with no consts, why there are none).
     """
-    return _parse(text, source, consts, None)
+    return _parse(text, source, consts, consts_from)
 
 
 def _parse(text: str, source: str | None, consts: Mapping[str, np.ndarray] | None,

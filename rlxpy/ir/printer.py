@@ -10,7 +10,14 @@
 
 Attributes appear in their declaration order and only when they differ from the default. A const
 of up to `inline_limit` elements is printed inline as `dense<...>`; a larger one as a handle,
-`const @NAME` (its node name), whose data travels beside the text (see `textio.save_graph`).
+`const @NAME` (its node name). The data of handles travels beside the text (`consts="handles"`,
+the default: `textio.save_graph` writes it to NAME.safetensors) or in the text itself, in a
+resources section after the graph (`consts="resources"`), in the spirit of MLIR's
+dialect_resources: each handle's raw little-endian float32 bytes, base64-encoded, one per line.
+
+    resources {
+      @w = "AACAPwAAAEAAAEBA..."
+    }
 
 The printer does not verify: passes' instruments print graphs that may be broken, so anything a
 `Graph` can hold is printed as faithfully as the format allows.
@@ -18,6 +25,7 @@ The printer does not verify: passes' instruments print graphs that may be broken
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from typing import Any
@@ -31,15 +39,32 @@ from .ops import OPS, REQUIRED
 IMPLICIT_ORIGINS = ("builder", "parser")
 
 
-def print_graph(graph: Graph, *, inline_limit: int = 8) -> str:
-    """The text of `graph`, ending with a newline."""
+CONSTS_MODES = ("handles", "resources")
+
+
+def print_graph(graph: Graph, *, inline_limit: int = 8, consts: str = "handles") -> str:
+    """The text of `graph`, ending with a newline. `consts="resources"` appends the data of every
+    handle const in a resources section, so that the text alone parses back to the same graph."""
     if isinstance(inline_limit, bool) or not isinstance(inline_limit, int) or inline_limit < 0:
         raise ValueError(f"inline_limit must be a non-negative integer, got {inline_limit!r}")
+    if consts not in CONSTS_MODES:
+        raise ValueError(f"consts must be one of {', '.join(map(repr, CONSTS_MODES))}, got {consts!r}")
     lines = [f"graph @{graph.name} {{"]
     lines += [f"  {format_node(node, inline_limit)}" for node in graph.nodes]
     lines += [f"  output @{name} = %{value}" for name, value in graph.outputs.items()]
     lines.append("}")
+    if consts == "resources":
+        # a const without data (only in a broken graph) has nothing to write: it stays a bare handle
+        entries = [f"  @{n.name} = \"{format_resource(n.value)}\"" for n in graph.nodes
+                   if is_handle_const(n, inline_limit) and n.value is not None]
+        if entries:
+            lines += ["resources {", *entries, "}"]
     return "\n".join(lines) + "\n"
+
+
+def format_resource(value: np.ndarray) -> str:
+    """A const's data as its raw little-endian float32 bytes, base64-encoded."""
+    return base64.b64encode(np.ascontiguousarray(value, dtype="<f4").tobytes()).decode("ascii")
 
 
 def is_handle_const(node: Node, inline_limit: int = 8) -> bool:

@@ -2,11 +2,13 @@
 
     save_graph(graph, "out/neck.rlx")      # writes out/neck.rlx (+ out/neck.safetensors)
     graph = load_graph("out/neck.rlx")     # reads the pair back, verified
+    save_graph(graph, "one.rlx", consts="resources")   # one self-contained file, no safetensors
 
 A const with more than `inline_limit` elements is printed as a handle, `const @NAME`, and its data
-is stored in the safetensors file under the same NAME. The pair is kept consistent: saving a graph
-without handle constants removes a stale `NAME.safetensors`, and loading rejects a safetensors file
-holding a tensor that the text does not use.
+is stored in the safetensors file under the same NAME (or, with `consts="resources"`, base64 in
+the text's resources section). The pair is kept consistent: saving a graph without handle
+constants in the sidecar removes a stale `NAME.safetensors`, and loading rejects a safetensors file
+holding a tensor that the text does not use, or one that the resources section holds too.
 
 A dump written with `dump_constants="small"` (see `rlxpy.passes.DumpDir`) leaves out constants an
 earlier dump of the same run already holds, and names them in its header:
@@ -50,8 +52,9 @@ def consts_path(path: str | os.PathLike) -> Path:
 
 
 def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8, header: str = "",
-               omit_consts: Collection[str] = ()) -> list[Path]:
-    """Write `graph` to `path` (which must end in .rlx) and its large constants beside it.
+               consts: str = "handles", omit_consts: Collection[str] = ()) -> list[Path]:
+    """Write `graph` to `path` (which must end in .rlx) and its large constants beside it
+    (`consts="handles"`) or in the text's resources section (`consts="resources"`).
 
     `header` goes first, each line as a `//` comment. Returns the files written. The graph is not
     verified, so a broken graph can be saved for a bug report; every const must carry its data,
@@ -63,9 +66,6 @@ def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8, 
         raise RlxError(f"cannot save a graph to {path}: the file name must end in {SUFFIX}")
     if not path.parent.is_dir():
         raise RlxError(f"cannot write {path}: directory {path.parent} does not exist")
-    text = print_graph(graph, inline_limit=inline_limit)
-    if header:
-        text = "".join(line if line.startswith("//") else f"// {line}" for line in header.splitlines(True)) + "\n" + text
     tensors: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         if not is_handle_const(node, inline_limit) or node.name in omit_consts:
@@ -75,6 +75,11 @@ def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8, 
         if node.name in tensors:
             raise RlxError(f"cannot save graph @{graph.name}: two consts are named %{node.name}")
         tensors[node.name] = np.ascontiguousarray(node.value)
+    text = print_graph(graph, inline_limit=inline_limit, consts=consts)
+    if header:
+        text = "".join(line if line.startswith("//") else f"// {line}" for line in header.splitlines(True)) + "\n" + text
+    if consts == "resources":
+        tensors = {}      # the text holds them
     written = []
     side = consts_path(path)
     if tensors:

@@ -12,7 +12,7 @@ import re
 import networkx as nx
 import numpy as np
 
-from ..errors import VerifyError
+from ..errors import VerifyError, clip
 from .graph import Graph, Node
 from .ops import OPS, OpTypeError
 from .types import TensorType
@@ -30,7 +30,7 @@ def where(node: Node) -> str:
 def verify(graph: Graph) -> Graph:
     """Check every rule of the IR; return the graph unchanged or raise `VerifyError`."""
     if not SYMBOL.match(graph.name):
-        raise VerifyError(f"graph name {graph.name!r} is not an identifier")
+        raise VerifyError(f"graph name {clip(graph.name)!r} is not an identifier")
     _check_names(graph)
     _check_references(graph)
     for node in graph.nodes:
@@ -45,8 +45,10 @@ def _check_names(graph: Graph) -> None:
     for node in graph.nodes:
         if node.op not in OPS:
             raise VerifyError(f"{where(node)}: unknown op '{node.op}'; known ops: {', '.join(sorted(OPS))}")
+        if not isinstance(node.type, TensorType):
+            raise VerifyError(f"{where(node)}: its type is a {type(node.type).__name__}, expected a TensorType")
         if not VALUE_NAME.match(node.name):
-            raise VerifyError(f"{where(node)}: invalid value name %{node.name}")
+            raise VerifyError(f"{where(node)}: invalid value name %{clip(node.name)}")
         if node.name in seen:
             raise VerifyError(f"{where(node)}: duplicate name %{node.name}, already defined by {where(seen[node.name])}")
         seen[node.name] = node
@@ -54,7 +56,7 @@ def _check_names(graph: Graph) -> None:
             key = (node.op, node.attrs["name"])
             if key in external:
                 raise VerifyError(
-                    f"{where(node)}: duplicate {node.op} name {key[1]!r}, already used by {where(external[key])}"
+                    f"{where(node)}: duplicate {node.op} name {clip(key[1])!r}, already used by {where(external[key])}"
                 )
             external[key] = node
 
@@ -97,7 +99,7 @@ def _check_node(graph: Graph, node: Node) -> None:
         return
     types = [graph.type_of(o) for o in node.operands]
     try:
-        inferred = op.infer(types, attrs)
+        inferred = op.result_type(types, attrs)
     except OpTypeError as e:
         raise VerifyError(f"{where(node)}: {e}") from None
     if inferred.dtype != node.type.dtype:
@@ -114,14 +116,14 @@ def _check_source(node: Node) -> None:
     if node.op in ("input", "param") and not node.attrs["name"]:
         raise VerifyError(f"{where(node)}: empty {node.op} name")
     if node.op == "input" and not node.attrs["name"].isidentifier():
-        raise VerifyError(f"{where(node)}: input name {node.attrs['name']!r} is not an identifier")
+        raise VerifyError(f"{where(node)}: input name {clip(node.attrs['name'])!r} is not an identifier")
     if node.op == "const":
         v = node.value
         if not isinstance(v, np.ndarray):
             raise VerifyError(f"{where(node)}: a const needs its data (a numpy array)")
         if v.dtype != np.float32:
             raise VerifyError(f"{where(node)}: dtype mismatch: const data is {v.dtype}, expected float32")
-        if TensorType(v.shape) != node.type:
+        if tuple(v.shape) != node.type.shape:
             raise VerifyError(f"{where(node)}: const data has shape {list(v.shape)}, declared {node.type}")
 
 
@@ -130,6 +132,6 @@ def _check_outputs(graph: Graph) -> None:
         raise VerifyError(f"graph @{graph.name} has no outputs")
     for name, value in graph.outputs.items():
         if not SYMBOL.match(name):
-            raise VerifyError(f"output name {name!r} is not an identifier")
+            raise VerifyError(f"output name {clip(name)!r} is not an identifier")
         if value not in graph:
             raise VerifyError(f"output '{name}' refers to %{value}, which is not defined")
