@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from .. import __version__
 from ..config import traceback_wanted
 from ..errors import RlxError
 from . import bench, difftest, fpn_neck, graph, opt
@@ -32,7 +33,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rlxpy", description="rlxpy: a small graph-IR compiler for ML blocks.")
+    parser = _Parser(prog="rlxpy", description="rlxpy: a small graph-IR compiler for ML blocks.",
+                     epilog=f"rlxpy {__version__}. 'rlxpy COMMAND --help' shows a command's options.")
+    parser.add_argument("--version", action="version", version=f"rlxpy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
         module.add_parser(sub)
