@@ -10,7 +10,7 @@ from ..errors import RlxError
 from ..ir.parser import parse_graph
 from ..ir.printer import print_graph
 from ..ir.textio import load_graph, save_graph
-from ..passes import PASSES, PIPELINES, PassManager
+from ..passes import PASSES, PIPELINES, PassManager, option_range
 
 
 def add_parser(sub) -> None:
@@ -44,7 +44,9 @@ def list_passes() -> str:
         cls = PASSES[name]
         lines.append(f"  {name:<16}{cls.summary}")
         for f in dataclasses.fields(cls):
-            lines.append(f"  {'':<18}{f.name.replace('_', '-')}: {f.type} = {str(f.default).lower() if isinstance(f.default, bool) else f.default}")
+            bounds = option_range(f)
+            lines.append(f"  {'':<18}{f.name.replace('_', '-')}: {getattr(f.type, '__name__', f.type)} = {str(f.default).lower() if isinstance(f.default, bool) else f.default}"
+                         + (f" ({bounds})" if bounds else ""))
     lines.append("pipelines:")
     for name, text in PIPELINES.items():
         lines.append(f"  {name:<16}{text or '(no passes)'}")

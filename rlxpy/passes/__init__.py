@@ -8,13 +8,13 @@ Each pass lives in its own module and registers itself by name; `PIPELINES["defa
 """
 
 from . import cse, dce, fold_constants, fuse_epilogue  # noqa: F401  (register the passes)
-from .base import PASSES, Pass, PassContext, Remark, register
+from .base import PASSES, Pass, PassContext, Remark, option, option_range, register
 from .instruments import DumpDir, Instrument, PassTiming, PrintIR
 from .manager import Application, PassManager, RunLog
 from .pipeline import PIPELINES, format_pipeline, parse_pipeline
 
 __all__ = [
     "PASSES", "PIPELINES", "Application", "DumpDir", "Instrument", "Pass", "PassContext",
-    "PassManager", "PassTiming", "PrintIR", "Remark", "RunLog", "format_pipeline", "parse_pipeline",
-    "register",
+    "PassManager", "PassTiming", "PrintIR", "Remark", "RunLog", "format_pipeline", "option",
+    "option_range", "parse_pipeline", "register",
 ]

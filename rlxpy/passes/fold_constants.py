@@ -12,7 +12,7 @@ import numpy as np
 from ..interp import evaluate_node
 from ..ir.graph import Graph
 from ..ir.ops import OPS
-from .base import Pass, PassContext, register
+from .base import Pass, PassContext, option, register
 
 
 @register
@@ -20,7 +20,7 @@ from .base import Pass, PassContext, register
 class FoldConstants(Pass):
     name: ClassVar[str] = "fold-constants"
     summary: ClassVar[str] = "replace every node whose operands are all constants by its value"
-    max_elements: int = 1 << 28      # results larger than this stay computed at run time (remarked)
+    max_elements: int = option(1 << 28, min=0)  # results larger than this stay computed at run time (remarked)
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         values: dict[str, np.ndarray] = {}

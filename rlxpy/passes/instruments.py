@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterable
 
-from ..errors import RlxError
+from ..errors import PassError, RlxError
 from ..ir.graph import Graph
-from .base import Pass
+from .base import PASSES, Pass
 
 
 class Instrument:
@@ -110,10 +110,16 @@ class DumpDir(Instrument):
         self.written.append(path)
 
 
-def names(spec: Iterable[str] | str | None) -> frozenset[str] | str:
-    """Normalise a `print_ir_before`/`after` argument: "all", or a set of pass names."""
+def names(spec: Iterable[str] | str | None, option: str = "print-ir-after") -> frozenset[str] | str:
+    """Normalise a `print_ir_before`/`after` argument: "all", or a set of registered pass names
+    (an unknown name is an error, never a silent no-op)."""
     if spec is None:
         return frozenset()
-    if isinstance(spec, str):
-        return "all" if spec == "all" else frozenset(s for s in spec.split(",") if s)
-    return frozenset(spec)
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    picked = frozenset(s.strip() for s in items if s.strip())
+    if "all" in picked:
+        return "all"
+    unknown = sorted(picked - set(PASSES))
+    if unknown:
+        raise PassError(f"{option}: unknown pass '{unknown[0]}'; known passes: {', '.join(sorted(PASSES))} (or all)")
+    return picked

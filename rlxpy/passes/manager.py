@@ -77,13 +77,16 @@ class PassManager:
         self.reproducer_dir = Path(reproducer_dir) if reproducer_dir else None
         self.stream = stream
         self.instruments: list[Instrument] = list(instruments)
-        after = "all" if print_ir_after_all else names(print_ir_after)
+        before = names(print_ir_before, "print-ir-before")
+        after = names(print_ir_after, "print-ir-after")
+        if print_ir_after_all:
+            after = "all"
         if print_ir_after_change and not after:
             after = "all"                  # alone, it means: after every pass that changed the IR
         if debug_level() >= 2:
             after = "all"
-        if names(print_ir_before) or after:
-            self.instruments.append(PrintIR(names(print_ir_before), after, print_ir_after_change, stream))
+        if before or after:
+            self.instruments.append(PrintIR(before, after, print_ir_after_change, stream))
         self.timing = PassTiming(stream) if time_passes else None
         if self.timing:
             self.instruments.append(self.timing)
