@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Mapping
 
-from .errors import RlxError
+from .errors import OptionError, RlxError
 from .executable import Executable, InterpExecutable
 from .ir.graph import Graph
 from .ir.verify import verify
@@ -32,10 +33,9 @@ def compile(graph: Graph, params: Mapping[str, object] | None = None, target: st
         raise RlxError(f"compile() takes a Graph, got {type(graph).__name__}")
     if target not in TARGETS:
         raise RlxError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    _check_options(target, options)
     source = verify(graph)
     bound = bind_params(source, params)
-    if target != "llvm" and options:
-        raise RlxError(f"option '{sorted(options)[0]}' does not apply to target {target!r}")
     if isinstance(pipeline, PassManager):
         pm = pipeline
     else:
@@ -51,3 +51,20 @@ def compile(graph: Graph, params: Mapping[str, object] | None = None, target: st
     if report:
         print(pm.log.report("fuse-epilogue"), file=sys.stderr)
     return exe
+
+
+def target_options(target: str) -> tuple[str, ...]:
+    """The keyword options `compile` passes on to the backend of `target`."""
+    if target != "llvm":
+        return ()
+    from .codegen import compile_llvm
+    parameters = inspect.signature(compile_llvm).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "dump_dir")
+
+
+def _check_options(target: str, options: Mapping[str, object]) -> None:
+    valid = target_options(target)
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        takes = f"its options: {', '.join(valid)}" if valid else "it takes no options"
+        raise OptionError(f"option '{unknown[0]}' does not apply to target {target!r}; {takes}")
