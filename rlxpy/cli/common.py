@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
 from ..errors import RlxError
@@ -30,6 +32,17 @@ def parse_int_list(text: str, option: str) -> tuple[int, ...]:
         return tuple(int(t) for t in text.split(","))
     except ValueError:
         raise RlxError(f"{option} {text!r}: expected comma-separated integers, e.g. 2,3") from None
+
+
+def seed(text: str) -> int:
+    """An argparse type: numpy's generators take seeds >= 0, so say so at the option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed {value} is negative: expected an integer >= 0")
+    return value
 
 
 def checksum(array: np.ndarray) -> str:

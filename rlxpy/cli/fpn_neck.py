@@ -9,11 +9,14 @@ from collections import Counter
 import numpy as np
 
 from .. import driver
-from ..errors import RlxError
+from ..errors import InputError, RlxError
+from ..executable import check_inputs
+from ..files import check_creatable_dir, check_writable
 from ..ir.textio import save_graph
+from ..ir.types import TensorType
 from ..models.sam2 import (HIERA, FpnNeckConfig, build_fpn_neck_ir, load_fpn_neck_weights,
                            synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights)
-from .common import checksum, load_npz, parse_image_size, parse_int_list, save_npz
+from .common import checksum, load_npz, parse_image_size, parse_int_list, save_npz, seed
 
 
 def add_parser(sub) -> None:
@@ -34,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--fuse-type", default="sum", choices=["sum", "avg"])
     p.add_argument("--interp", default="nearest", choices=["nearest", "bilinear"])
     p.add_argument("--top-down-levels", default="2,3", metavar="LIST", help="levels with the top-down path (default 2,3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic weights and inputs")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the synthetic weights and inputs")
     p.add_argument("--pipeline", default="default", help="pass pipeline (see 'rlxpy opt --list-passes')")
     p.add_argument("--emit-ir", metavar="OUT.rlx", help="write the neck's graph, before any pass, as textual IR")
     p.add_argument("--dump-dir", metavar="DIR", help="write the IR before and after every pass (and, for llvm, the module's .ll, .opt.ll and .s)")
@@ -99,15 +102,77 @@ def _check_input_keys(inputs: dict[str, np.ndarray], path: str, cfg: FpnNeckConf
         raise RlxError(f"inputs file {path}: {what}; expected exactly {', '.join(wanted)} (BHWC float32)")
 
 
+def _looks_nchw(a: np.ndarray, channels: int) -> bool:
+    return a.ndim == 4 and a.shape[1] == channels and a.shape[3] != channels
+
+
+NCHW_HINT = "it looks like NCHW (channels-first; axis 1 holds the {c} channels): transpose it with .transpose(0, 2, 3, 1)"
+
+
+def _check_x0_layout(inputs: dict[str, np.ndarray] | None, path: str, variant: str) -> None:
+    """Before the image size is inferred from x0: an NCHW x0 would imply a nonsense size."""
+    x0 = (inputs or {}).get("x0")
+    channels = HIERA[variant].embed_dim                    # level 0 is the trunk's first stage
+    if x0 is not None and _looks_nchw(x0, channels):
+        raise InputError(f"inputs file {path}: input 'x0' has shape {list(x0.shape)}, but the neck takes BHWC "
+                         f"(channels-last) [batch, H/4, W/4, {channels}]; " + NCHW_HINT.format(c=channels))
+
+
+def _size_origin(args, inputs: dict[str, np.ndarray], cfg: FpnNeckConfig) -> str:
+    """Where the image size and batch came from, for a message about an input's shape."""
+    from_x0 = "x0" in inputs and inputs["x0"].ndim == 4
+    size = "from --image-size" if args.image_size else "inferred from x0" if from_x0 else "the default"
+    batch = "from --batch" if args.batch is not None else "inferred from x0" if from_x0 else "the default"
+    h, w = cfg.image_size
+    if size == batch:                    # both inferred, or both defaults
+        verb = "are the defaults" if size == "the default" else f"were {size}"
+        return f"image size {h}x{w} and batch {cfg.batch} {verb}"
+    return f"image size {h}x{w} {size}, batch {cfg.batch} {batch}"
+
+
+def _check_inputs(inputs: dict[str, np.ndarray], path: str, cfg: FpnNeckConfig, args) -> dict[str, np.ndarray]:
+    """The file's arrays checked against the neck before any work, saying the layout expected."""
+    _check_input_keys(inputs, path, cfg)
+    for i in range(cfg.num_levels):
+        a, want, c = inputs[f"x{i}"], cfg.input_shape(i), cfg.channels(i)
+        if a.shape == want:
+            continue
+        message = (f"inputs file {path}: input 'x{i}': expected BHWC (channels-last) shape {list(want)}, got "
+                   f"{list(a.shape)}; {_size_origin(args, inputs, cfg)}")
+        if _looks_nchw(a, c):
+            message += "; " + NCHW_HINT.format(c=c)
+        elif a.ndim == 4 and a.shape[3] != c:
+            fits = [name for name, h in HIERA.items() if h.channel_list[cfg.conv_index(i)] == a.shape[3]]
+            if fits:
+                message += f"; {a.shape[3]} channels at level {i} would be --config {' or '.join(fits)}"
+        raise InputError(message)
+    try:
+        return check_inputs({f"x{i}": TensorType(cfg.input_shape(i)) for i in range(cfg.num_levels)}, inputs)
+    except InputError as e:
+        raise InputError(f"inputs file {path}: {e}") from None
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:9.1f} ms"
 
 
+def _check_paths(args) -> None:
+    """Output paths are checked before any work, so a typo does not cost a whole run."""
+    if args.out:
+        check_writable(args.out, "--out")
+    if args.emit_ir:
+        check_writable(args.emit_ir, "--emit-ir", suffix=".rlx")
+    if args.dump_dir:
+        check_creatable_dir(args.dump_dir, "--dump-dir")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_paths(args)
     inputs = load_npz(args.inputs) if args.inputs else None
+    _check_x0_layout(inputs, args.inputs, args.config)
     cfg = _config(args, inputs)
     if inputs is not None:
-        _check_input_keys(inputs, args.inputs, cfg)
+        inputs = _check_inputs(inputs, args.inputs, cfg, args)
     times = {}
 
     t = time.perf_counter()

@@ -16,7 +16,8 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from ...errors import WeightsError
+from ...errors import OptionError, WeightsError
+from ...files import regular_file
 from ...ir.types import TensorType
 from ...params import as_float32
 from .config import FpnNeckConfig
@@ -26,9 +27,7 @@ FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
 def load_fpn_neck_weights(path: str | os.PathLike, cfg: FpnNeckConfig) -> dict[str, np.ndarray]:
     """The neck's params for `cfg` from a safetensors file, as float32 arrays by checkpoint key."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path}: not found")
+    path = regular_file(path, "weights", WeightsError)
     try:
         handle = safe_open(str(path), framework="numpy")
     except (SafetensorError, OSError, ValueError) as e:
@@ -75,7 +74,7 @@ def _read_bf16(path: Path, key: str) -> np.ndarray:
 
 def synthetic_fpn_neck_weights(cfg: FpnNeckConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded random weights with PyTorch's default Conv2d scale, U(-1/sqrt(cin), 1/sqrt(cin))."""
-    rng = np.random.default_rng(seed)
+    rng = _generator(seed)
     params = {}
     for j, cin in enumerate(cfg.backbone_channel_list):
         bound = 1.0 / np.sqrt(cin)
@@ -86,8 +85,14 @@ def synthetic_fpn_neck_weights(cfg: FpnNeckConfig, seed: int = 0) -> dict[str, n
 
 def synthetic_fpn_neck_inputs(cfg: FpnNeckConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded standard-normal stage outputs x0..x3 (BHWC float32)."""
-    rng = np.random.default_rng(seed + 1)
+    rng = _generator(seed, 1)
     return {f"x{i}": rng.standard_normal(cfg.input_shape(i), dtype=np.float32) for i in range(cfg.num_levels)}
+
+
+def _generator(seed: int, offset: int = 0) -> np.random.Generator:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OptionError(f"seed {seed!r}: expected an integer >= 0")
+    return np.random.default_rng(int(seed) + offset)
 
 
 def save_fpn_neck_weights(path: str | os.PathLike, params: dict[str, np.ndarray]) -> None:
