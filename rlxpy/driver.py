@@ -9,8 +9,10 @@ from typing import Mapping
 
 from .errors import OptionError, RlxError
 from .executable import Executable, InterpExecutable
+from .interp import call_bytes
 from .ir.graph import Graph
 from .ir.verify import verify
+from .memory import check_fits
 from .params import bind_params
 from .passes import PassManager
 
@@ -36,6 +38,7 @@ def compile(graph: Graph, params: Mapping[str, object] | None = None, target: st
     _check_options(target, options)
     source = verify(graph)
     bound = bind_params(source, params)
+    check_fits(_io_bytes(bound), f"a call of @{bound.name}")       # before passes allocate anything
     if isinstance(pipeline, PassManager):
         pm = pipeline
     else:
@@ -45,12 +48,25 @@ def compile(graph: Graph, params: Mapping[str, object] | None = None, target: st
         from .codegen import compile_llvm
         exe = compile_llvm(optimised, source, dump_dir=dump_dir, **options)
     else:
+        check_fits(call_bytes(optimised), f"a call of @{optimised.name} on interp")
         exe = InterpExecutable(optimised, source)
     exe.pass_log = pm.log
     exe.pipeline = str(pm)
     if report:
         print(pm.log.report("fuse-epilogue"), file=sys.stderr)
     return exe
+
+
+def _io_bytes(graph: Graph) -> dict[str, int]:
+    """What any call needs whatever the passes do and the target is: the inputs, and an array for
+    each output name whose value depends on an input (no pass can fold those into constants)."""
+    live: set[str] = set()
+    for node in graph.nodes:
+        if node.op == "input" or any(o in live for o in node.operands):
+            live.add(node.name)
+    inputs = sum(n.type.nbytes for n in graph.nodes if n.op == "input")
+    outputs = sum(graph[v].type.nbytes for v in graph.outputs.values() if v in live)
+    return {"inputs": inputs, "outputs": outputs}
 
 
 def target_options(target: str) -> tuple[str, ...]:

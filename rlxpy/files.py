@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RlxError
+from .memory import out_of_memory
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
@@ -80,9 +81,17 @@ def load_npz(path: str, what: str = "inputs") -> dict[str, np.ndarray]:
     p = regular_file(path, what)
     try:
         with np.load(p, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            return {k: _read_member(data, k, f"array '{k}' of {what} file {path}") for k in data.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise RlxError(f"{what} file {path}: not a readable .npz file ({e})") from None
+
+
+def _read_member(data, key: str, what: str) -> np.ndarray:
+    try:
+        return data[key]
+    except MemoryError as e:
+        member = data.zip.getinfo(f"{key}.npy") if f"{key}.npy" in data.zip.namelist() else None
+        raise out_of_memory(what, member.file_size if member else 0, e) from None
 
 
 def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:

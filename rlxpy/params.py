@@ -14,6 +14,7 @@ from .errors import WeightsError
 from .ir.graph import Graph
 from .ir.types import TensorType
 from .ir.verify import verify
+from .memory import allocating
 
 
 def as_float32(key: str, array, expected: TensorType, what: str = "param", where: str = "") -> np.ndarray:
@@ -27,7 +28,7 @@ def as_float32(key: str, array, expected: TensorType, what: str = "param", where
         raise WeightsError(f"{what} '{key}'{src}: dtype {a.dtype} is not a float type (expected float32)")
     if tuple(a.shape) != expected.shape:
         raise WeightsError(f"{what} '{key}'{src}: expected shape {list(expected.shape)}, got {list(a.shape)}")
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore"), allocating(f"a float32 copy of {what} '{key}'{src} {list(a.shape)}", 4 * a.size):
         out = np.array(a, dtype=np.float32, order="C", copy=True)
     finite = np.isfinite(out)
     if not finite.all():

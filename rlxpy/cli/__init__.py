@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
+    except MemoryError as e:                     # one not converted where it was allocated
+        if traceback_wanted():
+            raise
+        print(f"{prog}: error: out of memory ({e or 'MemoryError'}); RLXPY_TRACEBACK=1 shows where", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -48,4 +48,11 @@ def seed(text: str) -> int:
 def checksum(array: np.ndarray) -> str:
     """A short digest of an array's bytes, for comparing runs by eye."""
     import hashlib
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:12]
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()[:12]
+
+
+def mean_abs(array: np.ndarray, chunk: int = 1 << 20) -> float:
+    """mean(|x|) in float64, a chunk at a time: no temporary as large as the array."""
+    flat = array.reshape(-1)
+    total = sum(float(np.abs(flat[i:i + chunk]).sum(dtype=np.float64)) for i in range(0, flat.size, chunk))
+    return total / max(flat.size, 1)

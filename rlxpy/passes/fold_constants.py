@@ -12,6 +12,7 @@ import numpy as np
 from ..interp import evaluate_node
 from ..ir.graph import Graph
 from ..ir.ops import OPS
+from ..memory import allocating
 from .base import Pass, PassContext, option, register
 
 
@@ -30,7 +31,8 @@ class FoldConstants(Pass):
             if foldable and node.type.numel > self.max_elements:
                 ctx.remark(node, "missed", f"not folded: {node.type.numel} elements exceed max-elements={self.max_elements}")
             elif foldable:
-                value = np.ascontiguousarray(evaluate_node(node, [values[o] for o in node.operands]))
+                with allocating(f"folding %{node.name} ({node.op}) into a constant {node.type}", node.type.nbytes):
+                    value = np.ascontiguousarray(evaluate_node(node, [values[o] for o in node.operands]))
                 if value.flags.writeable:         # a fresh result; a shared read-only one stays shared
                     value.setflags(write=False)
                 node = node.with_(op="const", operands=(), attrs={}, value=value, origin=self.name)

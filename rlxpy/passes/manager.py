@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Sequence
 
 from ..config import debug_level
-from ..errors import PassError, RlxError
+from ..errors import OutOfMemoryError, PassError, RlxError
 from ..ir.compare import structural_diff
 from ..ir.graph import Graph
 from ..ir.verify import verify
@@ -125,6 +125,9 @@ class PassManager:
         start = time.perf_counter()
         try:
             result = p.run(graph, ctx)
+        except MemoryError as e:          # not a compiler bug: no reproducer, just say where
+            what = str(e) if isinstance(e, OutOfMemoryError) else f"out of memory ({e or 'MemoryError'})"
+            raise OutOfMemoryError(f"pass '{p.spelling()}' (application {index}): {what}") from None
         except Exception as e:  # a pass that raises is a compiler bug or a bad option: keep a reproducer
             path = self._reproducer(p, graph, f"raised {type(e).__name__}: {e}", traceback.format_exc())
             raise PassError(f"pass '{p.spelling()}' (application {index}) failed: {type(e).__name__}: {e}; "

@@ -19,6 +19,7 @@ from safetensors.numpy import save_file
 from ...errors import OptionError, WeightsError
 from ...files import regular_file
 from ...ir.types import TensorType
+from ...memory import allocating
 from ...params import as_float32
 from .config import FpnNeckConfig
 
@@ -78,7 +79,9 @@ def synthetic_fpn_neck_weights(cfg: FpnNeckConfig, seed: int = 0) -> dict[str, n
     params = {}
     for j, cin in enumerate(cfg.backbone_channel_list):
         bound = 1.0 / np.sqrt(cin)
-        params[cfg.weight_key(j)] = rng.uniform(-bound, bound, (cfg.d_model, cin, 1, 1)).astype(np.float32)
+        shape = (cfg.d_model, cin, 1, 1)
+        with allocating(f"synthetic weight '{cfg.weight_key(j)}' {list(shape)} (float64, then float32)", 12 * cfg.d_model * cin):
+            params[cfg.weight_key(j)] = rng.uniform(-bound, bound, shape).astype(np.float32)
         params[cfg.bias_key(j)] = rng.uniform(-bound, bound, (cfg.d_model,)).astype(np.float32)
     return params
 
@@ -86,7 +89,12 @@ def synthetic_fpn_neck_weights(cfg: FpnNeckConfig, seed: int = 0) -> dict[str, n
 def synthetic_fpn_neck_inputs(cfg: FpnNeckConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded standard-normal stage outputs x0..x3 (BHWC float32)."""
     rng = _generator(seed, 1)
-    return {f"x{i}": rng.standard_normal(cfg.input_shape(i), dtype=np.float32) for i in range(cfg.num_levels)}
+    inputs = {}
+    for i in range(cfg.num_levels):
+        t = TensorType(cfg.input_shape(i))
+        with allocating(f"synthetic input 'x{i}' {list(t.shape)} float32", t.nbytes):
+            inputs[f"x{i}"] = rng.standard_normal(t.shape, dtype=np.float32)
+    return inputs
 
 
 def _generator(seed: int, offset: int = 0) -> np.random.Generator:
