@@ -29,7 +29,9 @@ def compile(graph: Graph, params: Mapping[str, object] | None = None, target: st
     stderr; `dump_dir` writes the IR before and after every pass as numbered .rlx files (and, for
     llvm, the module's .ll, .opt.ll and .s). The executable keeps the optimised graph
     (`exe.graph`) and the pass log (`exe.pass_log`). Options of target "llvm" (strict, cache,
-    compare_with, threads): see `rlxpy.codegen.compile_llvm`.
+    compare_with, threads): see `rlxpy.codegen.compile_llvm`; another option is an OptionError.
+    A graph whose call can never fit in the memory this process may use (see `rlxpy.memory`) is
+    refused with an OutOfMemoryError before anything large is allocated.
     """
     if not isinstance(graph, Graph):
         raise RlxError(f"compile() takes a Graph, got {type(graph).__name__}")
