@@ -19,7 +19,7 @@ from typing import ClassVar
 from rlxpy import GraphBuilder
 from rlxpy.difftest import check_case, seeded_case
 from rlxpy.ir import Graph
-from rlxpy.passes import Pass, PassContext, PassManager, register
+from rlxpy.passes import Pass, PassContext, PassManager, option, register
 
 
 @register
@@ -27,7 +27,7 @@ from rlxpy.passes import Pass, PassContext, PassManager, register
 class MergeScales(Pass):
     name: ClassVar[str] = "merge-scales"
     summary: ClassVar[str] = "scale(scale(x, a), b) -> scale(x, a * b)"
-    min_factor: float = 0.0          # an option, for show: `merge-scales{min-factor=0.1}`
+    min_factor: float = option(0.0, min=0.0)   # an option with its range: `merge-scales{min-factor=0.1}`
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         nodes, changed = [], False

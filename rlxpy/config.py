@@ -13,15 +13,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import RlxError
+from .errors import ConfigError
 
 
 def debug_level() -> int:
     text = os.environ.get("RLXPY_DEBUG", "").strip()
     if not text:
         return 0
-    if not text.isdigit():
-        raise RlxError(f"RLXPY_DEBUG={text!r}: expected a level 0, 1, 2 or 3")
+    if text not in ("0", "1", "2", "3"):
+        raise ConfigError(f"RLXPY_DEBUG={text!r}: expected a level 0, 1, 2 or 3")
     return int(text)
 
 
@@ -39,7 +39,7 @@ def vector_lanes() -> int | None:
     if not text:
         return None
     if text not in ("4", "8", "16"):
-        raise RlxError(f"RLXPY_VECTOR_LANES={text!r}: expected 4, 8 or 16")
+        raise ConfigError(f"RLXPY_VECTOR_LANES={text!r}: expected 4, 8 or 16")
     return int(text)
 
 

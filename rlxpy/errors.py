@@ -33,6 +33,19 @@ class ParseError(RlxError):
         self.line, self.column, self.source = line, column, source
 
 
+class OptionError(RlxError, ValueError):
+    """An option a function or command does not take, or a value outside the option's range."""
+
+
+class ConfigError(RlxError, ValueError):
+    """An environment variable (see rlxpy/config.py) with a value rlxpy does not accept."""
+
+
+class OutOfMemoryError(RlxError, MemoryError):
+    """Memory ran out, or a graph can never fit in what this process may use; names what needed
+    the memory and how much."""
+
+
 class PassError(RlxError):
     """A pass was misconfigured, or it produced a graph that fails verification."""
 

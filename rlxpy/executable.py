@@ -17,6 +17,7 @@ from .errors import InputError
 from .interp import evaluate
 from .ir.graph import Graph
 from .ir.types import TensorType
+from .memory import allocating
 
 
 def check_inputs(types: Mapping[str, TensorType], given: Mapping[str, object]) -> dict[str, np.ndarray]:
@@ -45,7 +46,8 @@ def check_inputs(types: Mapping[str, TensorType], given: Mapping[str, object]) -
             raise InputError(
                 f"input '{name}': wrong {what}: expected shape {list(t.shape)}, got {list(a.shape)}"
             )
-        out[name] = np.require(a, dtype=np.float32, requirements=("C", "A"))
+        with allocating(f"input '{name}' as contiguous float32 {list(t.shape)}", t.nbytes):
+            out[name] = np.require(a, dtype=np.float32, requirements=("C", "A"))
     return out
 
 

@@ -101,7 +101,7 @@ def test_sweep_json(capsys):
     (["--sweep", "--sweep-sizes", "64"], "--sweep-sizes and --sweep-batches need at least two values each"),
     (["--sweep", "--plot", "x.png"], "--plot draws the comparison table; it does not apply to --sweep"),
     (["--repeat", "1", "--skip", "rlxpy interp,numpy naive", "--save", "/nonexistent/dir/x.json"],
-     "--save /nonexistent/dir/x.json: No such file or directory"),
+     "--save /nonexistent/dir/x.json: directory /nonexistent/dir does not exist"),
 ])
 def test_bad_options_are_one_line(capsys, args, message):
     code, out, err = run(capsys, "--config", "tiny", "--image-size", "64", *args)

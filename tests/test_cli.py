@@ -83,7 +83,7 @@ def bad_files(tmp_path):
     (["--inputs", "{tmp}/absent.npz"], "inputs file {tmp}/absent.npz: not found"),
     (["--inputs", "{tmp}/junk.npz"], "inputs file {tmp}/junk.npz: not a readable .npz file"),
     (["--inputs", "{tmp}/missing.npz"], "inputs file {tmp}/missing.npz: missing key 'x1'"),
-    (["--inputs", "{tmp}/shape.npz"], "input 'x3': wrong shape: expected shape [1, 2, 3, 768], got [1, 2, 3, 5]"),
+    (["--inputs", "{tmp}/shape.npz"], "input 'x3': expected BHWC (channels-last) shape [1, 2, 3, 768], got [1, 2, 3, 5]"),
     (["--out", "{tmp}/no/such/dir/out.npz"], "directory {tmp}/no/such/dir does not exist"),
 ])
 def test_bad_options_and_files_give_one_line(tmp_path, capsys, args, message):

@@ -264,8 +264,8 @@ def test_pipeline_strings_round_trip():
 @pytest.mark.parametrize("pipeline, message", [
     ("fold-constants,fuse", "unknown pass 'fuse'; passes: cse, dce, fold-constants, fuse-epilogue; pipelines: default, none"),
     ("fuse-epilogue{fast=true}", "pass 'fuse-epilogue' has no option 'fast'; its options: bias, transpose, upsample, scale"),
-    ("fuse-epilogue{upsample=maybe}", "option 'upsample' expects a bool, got 'maybe'"),
-    ("fold-constants{max-elements=lots}", "option 'max-elements' expects a int, got 'lots'"),
+    ("fuse-epilogue{upsample=maybe}", "option 'upsample' expects true or false, got 'maybe'"),
+    ("fold-constants{max-elements=lots}", "option 'max-elements' expects an integer, got 'lots'"),
     ("fuse-epilogue{upsample}", "option 'upsample' must be written name=value"),
     ("cse,,dce", "bad pipeline 'cse,,dce' at character 5"),
     ("cse,", "trailing ','"),

@@ -93,7 +93,22 @@ def test_the_example_pass_replays_on_the_command_line(tmp_path, capsys):
     assert main(["opt", "--list-passes", "--load-pass-plugin", str(EXAMPLE)]) == 0
     listed = capsys.readouterr().out
     assert f"merge-scales    scale(scale(x, a), b) -> scale(x, a * b) (plugin {EXAMPLE.resolve()})" in listed
-    assert "min-factor: float = 0.0" in listed
+    assert "min-factor: float = 0.0 (>= 0.0)" in listed
+
+
+def test_a_plugin_pass_has_option_ranges_and_print_ir_names(tmp_path, capsys):
+    graph = two_scales(tmp_path / "s.rlx")
+    plugin = ["--load-pass-plugin", str(EXAMPLE)]
+    assert main(["opt", str(graph), "-p", "merge-scales{min-factor=-1}", *plugin]) == 2
+    assert capsys.readouterr().err == ("rlxpy opt: error: pass 'merge-scales': option 'min-factor' = -1.0 is out of "
+                                       "range: expected a number >= 0.0\n")
+    assert main(["opt", str(graph), "-p", "merge-scales,dce", "--print-ir-after", "merge-scales", *plugin]) == 0
+    out, err = capsys.readouterr()
+    assert "merge-scales" in err and 'scale(%x) {factor = 0.5}' in err
+    assert main(["opt", str(graph), "-p", "merge-scales", "--print-ir-after", "merge-scale", *plugin]) == 2
+    message = capsys.readouterr().err
+    assert message.startswith("rlxpy opt: error: print-ir-after: unknown pass 'merge-scale'; known passes: ")
+    assert "merge-scales" in message
 
 
 def test_a_module_plugin_loads_once(tmp_path, monkeypatch, capsys):

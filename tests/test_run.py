@@ -127,13 +127,13 @@ W = ["--params", "{tmp}/w.safetensors"]
     (["{g}", *W, "--inputs", "{tmp}/shape.npz"],
      "inputs file {tmp}/shape.npz: input 'x': wrong shape: expected shape [2, 5, 6, 7], got [2, 4, 6, 7]"),
     (["{g}", *W, "--inputs", "{tmp}/ints.npz"], "inputs file {tmp}/ints.npz: input 'x': dtype int32 is not a float type"),
-    (["{g}", *W, "--seed", "-1"], "--seed must be a non-negative integer, got -1"),
+    (["{g}", *W, "--seed", "-1"], "argument --seed: seed -1 is negative: expected an integer >= 0"),
     (["{g}", *W, "--dump-constants", "none"], "--dump-constants applies with --dump-dir only"),
     (["{g}", *W, "--load-pass-plugin", "{tmp}/absent.py"], "pass plugin {tmp}/absent.py: file not found"),
     (["{g}", *W, "--strict"], "--strict applies to --target llvm only"),
     (["{g}", *W, "--target", "llvm", "--threads", "0"], "--threads must be a positive integer, got 0"),
     (["{g}", *W, "--pipeline", "fold,dce"], "unknown pass 'fold'"),
-    (["{g}", *W, "--out", "{tmp}/no/dir/out.npz"], "cannot write {tmp}/no/dir/out.npz: directory {tmp}/no/dir does not exist"),
+    (["{g}", *W, "--out", "{tmp}/no/dir/out.npz"], "--out {tmp}/no/dir/out.npz: directory {tmp}/no/dir does not exist"),
 ])
 def test_bad_files_and_options_are_one_line(tmp_path, capsys, rng, args, message):
     graph = block(tmp_path)

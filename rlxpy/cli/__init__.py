@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from .. import __version__
 from ..config import traceback_wanted
 from ..errors import RlxError
 from . import bench, difftest, fpn_neck, graph, opt, run
@@ -32,7 +33,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rlxpy", description="rlxpy: a small graph-IR compiler for ML blocks.")
+    parser = _Parser(prog="rlxpy", description="rlxpy: a small graph-IR compiler for ML blocks.",
+                     epilog=f"rlxpy {__version__}. 'rlxpy COMMAND --help' shows a command's options.")
+    parser.add_argument("--version", action="version", version=f"rlxpy {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in COMMANDS:
         module.add_parser(sub)
@@ -59,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         prog = getattr(e, "prog", prog)
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    except MemoryError as e:                     # one not converted where it was allocated
+        if traceback_wanted():
+            raise
+        print(f"{prog}: error: out of memory ({e or 'MemoryError'}); RLXPY_TRACEBACK=1 shows where", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import RlxError
+from ..files import check_writable
 from ..models.sam2 import HIERA, FpnNeckConfig
 from . import progress
 from .common import parse_image_size, parse_int_list
@@ -60,6 +61,8 @@ def run(args) -> int:
     size = parse_image_size(args.image_size)
     cfg = FpnNeckConfig.for_hiera(args.config, image_size=size, batch=args.batch, **options)
     save = _open_save(args.save)
+    if args.plot:
+        check_writable(args.plot, "--plot")
     log = (lambda s: None) if args.json else (lambda s: print(f"rlxpy bench: {s}", file=sys.stderr, flush=True))
     bar = progress.CallbackBar(args, "timing", "call")
     if args.sweep:
@@ -98,6 +101,7 @@ def _open_save(path: str | None):
     """The --save file, opened before any timing so a bad path fails at once."""
     if path is None:
         return None
+    check_writable(path, "--save")
     try:
         return open(path, "w")
     except OSError as e:

@@ -1,11 +1,15 @@
-"""Helpers shared by the subcommands: parsing sizes and lists, checksums, the options and the
+"""Helpers shared by the subcommands: parsing sizes, lists and seeds, checksums, the options and the
 printed summary of the commands that compile and run a graph."""
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 
-from ..errors import RlxError
+from ..errors import InputError, RlxError
+from ..executable import check_inputs
+from ..files import check_creatable_dir, check_writable
 from ..files import load_npz, save_npz  # noqa: F401  (re-exported for the subcommands)
 
 
@@ -33,10 +37,48 @@ def parse_int_list(text: str, option: str) -> tuple[int, ...]:
         raise RlxError(f"{option} {text!r}: expected comma-separated integers, e.g. 2,3") from None
 
 
+def seed(text: str) -> int:
+    """An argparse type: numpy's generators take seeds >= 0, so say so at the option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text!r}: expected an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed {value} is negative: expected an integer >= 0")
+    return value
+
+
+def checked_inputs(types, inputs: dict[str, np.ndarray], path) -> dict[str, np.ndarray]:
+    """The arrays of an inputs file checked against `types` (input name -> TensorType) as
+    `Executable` checks them (same wording), before any work; an error names the file."""
+    try:
+        return check_inputs(types, inputs)
+    except InputError as e:
+        raise InputError(f"inputs file {path}: {e}") from None
+
+
+def check_output_paths(args) -> None:
+    """--out, --emit-ir and --dump-dir (those a command has) checked before any work, so a typo
+    does not cost a whole run."""
+    if getattr(args, "out", None):
+        check_writable(args.out, "--out")
+    if getattr(args, "emit_ir", None):
+        check_writable(args.emit_ir, "--emit-ir", suffix=".rlx")
+    if getattr(args, "dump_dir", None):
+        check_creatable_dir(args.dump_dir, "--dump-dir")
+
+
 def checksum(array: np.ndarray) -> str:
     """A short digest of an array's bytes, for comparing runs by eye."""
     import hashlib
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:12]
+    return hashlib.sha256(memoryview(np.ascontiguousarray(array)).cast("B")).hexdigest()[:12]
+
+
+def mean_abs(array: np.ndarray, chunk: int = 1 << 20) -> float:
+    """mean(|x|) in float64, a chunk at a time: no temporary as large as the array."""
+    flat = array.reshape(-1)
+    total = sum(float(np.abs(flat[i:i + chunk]).sum(dtype=np.float64)) for i in range(0, flat.size, chunk))
+    return total / max(flat.size, 1)
 
 
 # -- options shared by the commands that compile and run a graph -----------------------------------
@@ -89,7 +131,7 @@ def print_outputs(out: dict[str, np.ndarray], title: str = "outputs") -> None:
     print(f"{title:<{name_w + shape_w + 6}}sum{'mean|x|':>18}{'sha256[:12]':>18}")
     for name, value in out.items():
         print(f"  {name:<{name_w}}{shapes[name]:<{shape_w}}{value.sum(dtype=np.float64):>16.6e}  "
-              f"{np.abs(value).mean(dtype=np.float64):>12.6e}  {checksum(value)}")
+              f"{mean_abs(value):>12.6e}  {checksum(value)}")
 
 
 def add_plugin_option(p) -> None:

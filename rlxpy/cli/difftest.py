@@ -17,13 +17,13 @@ from ..difftest.generate import nonzero_data, seeded_case
 from ..difftest.reduce import reduce_case
 from ..difftest.reproducer import Reproducer, load_reproducer, write_reproducer
 from ..errors import RlxError
-from ..files import load_npz, save_npz
+from ..files import check_creatable_dir, check_writable, load_npz, save_npz
 from ..ir.graph import Graph
 from ..ir.textio import load_graph, save_graph
 from ..params import bind_params
 from ..passes import PassManager
 from . import progress
-from .common import add_plugin_option, load_plugins
+from .common import add_plugin_option, checked_inputs, load_plugins, seed
 
 TARGETS = ("interp", "llvm")
 
@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
                                    "graph is the oracle), and on a mismatch write a reproducer folder, reduce "
                                    "it and exit with status 1.")
     p.add_argument("--count", type=int, default=100, help="number of graphs (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="graph i uses seed S + i (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="graph i uses seed S + i (default 0)")
     _check_options(p)
     p.add_argument("--max-nodes", type=int, default=12, help="nodes per graph, about (default 12)")
     p.add_argument("--out", default="difftest-failures", metavar="DIR", help="where reproducers go (default ./difftest-failures)")
@@ -69,7 +69,7 @@ def _check_options(p) -> None:
 def _case_options(p) -> None:
     p.add_argument("case", metavar="CASE.rlx")
     p.add_argument("--inputs", metavar="IN.npz", help="inputs (default: inputs.npz beside CASE.rlx, else random)")
-    p.add_argument("--seed", type=int, default=0, help="seed of random inputs when there are none")
+    p.add_argument("--seed", type=seed, default=0, help="seed of random inputs when there are none")
     _check_options(p)
 
 
@@ -80,7 +80,7 @@ def _load_case(args) -> tuple[Graph, dict[str, np.ndarray]]:
         raise RlxError(f"{args.case}: params {sorted(graph.param_types)} are unbound; a case holds its weights as consts")
     path = args.inputs or (Path(args.case).parent / "inputs.npz")
     if args.inputs or Path(path).is_file():
-        inputs = load_npz(str(path))
+        inputs = checked_inputs(graph.input_types, load_npz(str(path)), path)
     else:
         inputs = {k: nonzero_data(t.shape, args.seed + i) for i, (k, t) in enumerate(graph.input_types.items())}
     PassManager(args.pipeline)                       # a bad pipeline is reported before any work
@@ -92,6 +92,7 @@ def run_difftest(args: argparse.Namespace) -> int:
         raise RlxError("--count and --max-nodes must be >= 1")
     load_plugins(args)
     PassManager(args.pipeline)
+    check_creatable_dir(args.out, "--out")
     start = time.perf_counter()
     nodes, failures = 0, []
     with progress.bar(args, total=args.count, desc="difftest", unit="graph") as bar:
@@ -145,6 +146,8 @@ def run_bisect(args: argparse.Namespace) -> int:
 
 
 def run_reduce(args: argparse.Namespace) -> int:
+    check_writable(args.output, "-o", suffix=".rlx")
+    check_writable(Path(args.output).with_suffix(".inputs.npz"), "-o")
     graph, inputs = _load_case(args)
     with _reduce_progress(args) as (bar, tick):
         reduced = reduce_case(graph, inputs, pipeline=args.pipeline, target=args.target,
@@ -161,6 +164,7 @@ def run_reduce(args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     case = load_reproducer(args.directory)               # loads the plugins it records
     load_plugins(args)
+    case.inputs = checked_inputs(case.graph.input_types, case.inputs, Path(args.directory) / "inputs.npz")
     result = check_case(case.graph, case.inputs, pipeline=case.pipeline, target=case.target)
     if result.ok:
         print(f"replay: {args.directory}: no mismatch any more (pipeline '{case.pipeline}', target {case.target})")

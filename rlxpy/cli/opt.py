@@ -17,7 +17,7 @@ from ..errors import RlxError
 from ..ir.parser import parse_graph
 from ..ir.printer import is_handle_const, print_graph
 from ..ir.textio import load_graph, save_graph
-from ..passes import PASSES, PIPELINES, PassManager
+from ..passes import PASSES, PIPELINES, PassManager, option_range
 from ..passes.plugins import plugin_of
 from .common import add_dump_constants_option, add_plugin_option, dump_constants, load_plugins
 
@@ -66,7 +66,9 @@ def list_passes() -> str:
         lines.append(f"  {name:<16}{cls.summary}" + (f" (plugin {plugin})" if plugin else ""))
         for f in dataclasses.fields(cls):
             kind = getattr(f.type, "__name__", f.type)     # a class, or its name as a string annotation
-            lines.append(f"  {'':<18}{f.name.replace('_', '-')}: {kind} = {str(f.default).lower() if isinstance(f.default, bool) else f.default}")
+            default = str(f.default).lower() if isinstance(f.default, bool) else f.default
+            bounds = option_range(f)
+            lines.append(f"  {'':<18}{f.name.replace('_', '-')}: {kind} = {default}" + (f" ({bounds})" if bounds else ""))
     lines.append("pipelines:")
     for name, text in PIPELINES.items():
         lines.append(f"  {name:<16}{text or '(no passes)'}")

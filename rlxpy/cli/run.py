@@ -19,13 +19,14 @@ from typing import Callable
 import numpy as np
 
 from .. import driver
-from ..errors import InputError, RlxError
-from ..executable import check_inputs
+from ..errors import RlxError
+from ..files import regular_file
 from ..ir.graph import Graph
 from ..ir.textio import load_graph
 from ..params import load_params
-from .common import (add_dump_constants_option, add_llvm_options, add_plugin_option, dump_constants, load_npz,
-                     load_plugins, print_comparison, print_outputs, save_npz, target_options)
+from .common import (add_dump_constants_option, add_llvm_options, add_plugin_option, check_output_paths, checked_inputs,
+                     dump_constants, load_npz, load_plugins, print_comparison, print_outputs, save_npz, seed,
+                     target_options)
 from .progress import Stages, add_progress_option
 
 # What `rlxpy run` reads, by file suffix: (what the format is, a reader returning a verified Graph).
@@ -44,7 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("graph", metavar="GRAPH", help="the graph: " + "; ".join(f"{s} ({what})" for s, (what, _) in READERS.items()))
     p.add_argument("--inputs", metavar="IN.npz", help="the inputs by name (float arrays of the declared shapes)")
     p.add_argument("--params", metavar="W.safetensors", help="the graph's params, keyed by param name")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs when there is no --inputs (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the random inputs when there is no --inputs (default 0)")
     p.add_argument("--out", metavar="OUT.npz", help="write the outputs here, by output name")
     p.add_argument("--target", default="interp", choices=list(driver.TARGETS))
     p.add_argument("--pipeline", default="default", help="pass pipeline (see 'rlxpy opt --list-passes')")
@@ -63,7 +64,7 @@ def read_graph(path: str) -> Graph:
     if suffix not in READERS:
         known = ", ".join(f"{s} ({what})" for s, (what, _) in READERS.items())
         raise RlxError(f"graph file {path}: unknown format '{suffix or '(no suffix)'}'; rlxpy run reads {known}")
-    return READERS[suffix][1](Path(path))
+    return READERS[suffix][1](regular_file(path, "graph"))       # a FIFO or device is never opened
 
 
 def random_inputs(graph: Graph, seed: int) -> dict[str, np.ndarray]:
@@ -75,10 +76,7 @@ def random_inputs(graph: Graph, seed: int) -> dict[str, np.ndarray]:
 def _inputs(args, graph: Graph) -> tuple[dict[str, np.ndarray], str]:
     if args.inputs is None:
         return random_inputs(graph, args.seed), f"random (seed {args.seed}; uniform in ±[0.25, 1], never zero)"
-    try:
-        return check_inputs(graph.input_types, load_npz(args.inputs)), args.inputs
-    except InputError as e:
-        raise InputError(f"inputs file {args.inputs}: {e}") from None
+    return checked_inputs(graph.input_types, load_npz(args.inputs), args.inputs), args.inputs
 
 
 def _params(args, graph: Graph) -> tuple[dict[str, np.ndarray], str]:
@@ -96,22 +94,22 @@ def _counts(graph: Graph) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    options = target_options(args)                     # a bad option is reported before any work
-    if args.seed < 0:
-        raise RlxError(f"--seed must be a non-negative integer, got {args.seed}")
+    options = target_options(args)                     # bad options and paths are reported before any work
     dumps = dump_constants(args)
+    check_output_paths(args)
     load_plugins(args)
-    if args.out and not Path(args.out).parent.is_dir():
-        raise RlxError(f"cannot write {args.out}: directory {Path(args.out).parent} does not exist")
     stage = Stages(args, "rlxpy run")                # each stage on stderr as it ends, with --progress
     with stage("load"):
         graph = read_graph(args.graph)
     with stage("data"):
         params, params_from = _params(args, graph)
-        inputs, inputs_from = _inputs(args, graph)
+        if args.inputs is not None:                 # a file's inputs are checked before compiling
+            inputs, inputs_from = _inputs(args, graph)
     with stage("compile"):
         exe = driver.compile(graph, params=params, target=args.target, pipeline=args.pipeline,
                              dump_dir=args.dump_dir, dump_constants=dumps, **options)
+    if args.inputs is None:                         # after compile, which refuses a graph too large to fit
+        inputs, inputs_from = _inputs(args, graph)
     with stage("run"):
         out = exe(**inputs)
 

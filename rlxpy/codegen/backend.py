@@ -9,13 +9,14 @@ from pathlib import Path
 from ..errors import CodegenError, RlxError
 from ..ir.graph import Graph
 from ..ir.verify import verify, where
+from ..memory import check_fits
 from .cache import Entry, KernelInfo, ObjectCache, default_cache_dir
 from .debug import banner, debug_level, emit
 from .executable import LLVMExecutable
 from .jit import build_object, load_module
 from .key import module_key
 from .lower import Step, emit_module, fallbacks, plan_graph, with_costs
-from .plan import Plan
+from .plan import Layout, Plan
 from .target import host
 
 COMPARE_WITH = (None, "interp")
@@ -57,6 +58,7 @@ def compile_llvm(graph: Graph, source: Graph | None = None, *, strict: bool = Fa
     verify(graph)
     steps = plan_graph(graph)
     _check_strict(steps, strict)
+    check_fits(Layout(graph, steps).call_bytes(), f"a call of @{graph.name} on llvm")
     natives = [s for s in steps if s.kind == "native"]
     key = module_key(graph, steps) if natives and object_cache is not None else None
     times["plan"] = time.perf_counter() - start

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..interp import evaluate_node
 from ..ir.graph import Graph
+from ..memory import allocating
 from .compare import check_node
 from .jit import CompiledModule
 from .lower import Step
@@ -57,28 +58,20 @@ class _BufferSet:
     addresses: dict[str, int]
 
 
-class Plan:
-    def __init__(self, graph: Graph, steps: list[Step], module: CompiledModule, threads: int):
+class Layout:
+    """Where every value of a plan lives (see the module's notes), decided before any allocation,
+    so that what a call needs is known at compile time."""
+
+    def __init__(self, graph: Graph, steps: list[Step]):
         self.graph = graph
         self.steps = steps
-        self.module = module                  # keeps the engine (and so the code) alive
-        self.threads = threads
         self.types = {n.name: n.type for n in graph.nodes}
         self.root = {n.name: n.name for n in graph.nodes}
         for s in steps:
             if s.kind == "alias":
                 self.root[s.node.name] = self.root[s.node.operands[s.alias.operand]]
         self.inputs = {n.name: n.attrs["name"] for n in graph.nodes if n.op == "input"}
-        self.consts: dict[str, np.ndarray] = {}
-        for n in graph.nodes:
-            if n.op == "const":
-                value = np.require(n.value, dtype=np.float32, requirements=("C", "A"))
-                if value.shape != n.type.shape:
-                    raise ValueError(f"const %{n.name} holds shape {value.shape}, typed {n.type}")
-                if value.flags.writeable:
-                    value = value.copy()
-                    value.setflags(write=False)
-                self.consts[n.name] = value
+        self.const_names = {n.name for n in graph.nodes if n.op == "const"}
         computed = {s.node.name for s in steps if s.kind != "alias"}
         # outputs whose storage is made per call: the first output name of a computed root owns it
         self.output_roots: dict[str, list[str]] = {}
@@ -89,23 +82,18 @@ class Plan:
         self.intermediates = [s.node.name for s in steps
                               if s.kind != "alias" and s.node.name not in self.output_roots]
         self._assign_slots()
-        self._functions = {}
-        for s in steps:
-            if s.kind == "native":
-                n_ptr = 1 + len(s.node.operands) + len(s.kernel.constants)
-                proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_ptr), ctypes.c_int64, ctypes.c_int64)
-                self._functions[s.node.name] = proto(module.addresses[s.kernel.symbol])
-        self._const_addresses = {name: a.ctypes.data for name, a in self.consts.items()}
-        # a rule's compile-time arrays (packed weights, tables), kept alive with the plan
-        self._step_constants = {
-            s.node.name: [np.require(c, dtype=np.float32, requirements=("C", "A")) for c in s.kernel.constants]
-            for s in steps if s.kind == "native"
-        }
-        self._kernel_constants = {k: [c.ctypes.data for c in v] for k, v in self._step_constants.items()}
-        self._pool_lock = threading.Lock()
-        self._free: list[_BufferSet] = [self._new_buffer_set()]
-        self._buffer_sets = 1
-        self._executor: ThreadPoolExecutor | None = None
+
+    def call_bytes(self) -> dict[str, int]:
+        """What one call (without out= arrays) holds besides the constants: its inputs, the fresh
+        outputs (and copies for a second name of a value, or an input returned as an output) and
+        one scratch buffer set."""
+        outputs = sum(self.types[r].nbytes for r in self.output_roots)
+        for name, v in self.graph.outputs.items():
+            r = self.root[v]
+            if self.output_roots.get(r, [None])[0] != name and r not in self.const_names:
+                outputs += self.types[v].nbytes
+        inputs = sum(self.types[n].nbytes for n in self.inputs)
+        return {"inputs": inputs, "outputs": outputs, "scratch": self.buffer_bytes}
 
     # -- memory planning -------------------------------------------------------------------------
 
@@ -145,17 +133,57 @@ class Plan:
             busy.append((last_use[r], slot))
         self.slot_capacity = capacity
 
-    def _new_buffer_set(self) -> _BufferSet:
-        slots = [np.empty(c, np.float32) for c in self.slot_capacity]
-        views = {r: slots[j][:self.types[r].numel].reshape(self.types[r].shape) for r, j in self.slot_of.items()}
-        addresses = {r: v.ctypes.data for r, v in views.items()}
-        addresses.update(self._const_addresses)
-        return _BufferSet(slots, views, addresses)
-
     @property
     def buffer_bytes(self) -> int:
         """Bytes of intermediate storage in one buffer set."""
         return 4 * sum(self.slot_capacity)
+
+
+class Plan(Layout):
+    def __init__(self, graph: Graph, steps: list[Step], module: CompiledModule, threads: int):
+        super().__init__(graph, steps)
+        self.module = module                  # keeps the engine (and so the code) alive
+        self.threads = threads
+        self.consts: dict[str, np.ndarray] = {}
+        for n in graph.nodes:
+            if n.op == "const":
+                value = np.require(n.value, dtype=np.float32, requirements=("C", "A"))
+                if value.shape != n.type.shape:
+                    raise ValueError(f"const %{n.name} holds shape {value.shape}, typed {n.type}")
+                if value.flags.writeable:
+                    with allocating(f"a read-only copy of const %{n.name} {n.type}", n.type.nbytes):
+                        value = value.copy()
+                    value.setflags(write=False)
+                self.consts[n.name] = value
+        self._functions = {}
+        for s in steps:
+            if s.kind == "native":
+                n_ptr = 1 + len(s.node.operands) + len(s.kernel.constants)
+                proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_ptr), ctypes.c_int64, ctypes.c_int64)
+                self._functions[s.node.name] = proto(module.addresses[s.kernel.symbol])
+        self._const_addresses = {name: a.ctypes.data for name, a in self.consts.items()}
+        # a rule's compile-time arrays (packed weights, tables), kept alive with the plan
+        self._step_constants = {
+            s.node.name: [np.require(c, dtype=np.float32, requirements=("C", "A")) for c in s.kernel.constants]
+            for s in steps if s.kind == "native"
+        }
+        self._kernel_constants = {k: [c.ctypes.data for c in v] for k, v in self._step_constants.items()}
+        self._pool_lock = threading.Lock()
+        self._free: list[_BufferSet] = [self._new_buffer_set()]
+        self._buffer_sets = 1
+        self._executor: ThreadPoolExecutor | None = None
+
+    def _new_buffer_set(self) -> _BufferSet:
+        slots = []
+        for j, c in enumerate(self.slot_capacity):
+            tenants = [f"%{r}" for r, k in self.slot_of.items() if k == j]
+            more = f" and {len(tenants) - 3} more" if len(tenants) > 3 else ""
+            with allocating(f"scratch buffer {j} of @{self.graph.name} (for {', '.join(tenants[:3])}{more})", 4 * c):
+                slots.append(np.empty(c, np.float32))
+        views = {r: slots[j][:self.types[r].numel].reshape(self.types[r].shape) for r, j in self.slot_of.items()}
+        addresses = {r: v.ctypes.data for r, v in views.items()}
+        addresses.update(self._const_addresses)
+        return _BufferSet(slots, views, addresses)
 
     @property
     def buffer_sets(self) -> int:
@@ -186,7 +214,11 @@ class Plan:
                 arrays[node_name] = inputs[input_name]
             for r, names in self.output_roots.items():
                 owner = names[0]
-                arrays[r] = out[owner].reshape(self.types[r].shape) if owner in out else aligned_empty(self.types[r].shape)
+                if owner in out:
+                    arrays[r] = out[owner].reshape(self.types[r].shape)
+                    continue
+                with allocating(f"output '{owner}' {self.types[r]} of @{self.graph.name}", self.types[r].nbytes):
+                    arrays[r] = aligned_empty(self.types[r].shape)
             addresses = dict(bufs.addresses)
             for r in self.output_roots:
                 addresses[r] = arrays[r].ctypes.data
@@ -226,7 +258,8 @@ class Plan:
             elif r in self.consts and name not in out:
                 results[name] = view(v)                     # read-only constant, no copy
             else:                                           # an input, or a second name of a value
-                dst = out[name] if name in out else np.empty(self.types[v].shape, np.float32)
+                with allocating(f"output '{name}' {self.types[v]} of @{self.graph.name}", self.types[v].nbytes):
+                    dst = out[name] if name in out else np.empty(self.types[v].shape, np.float32)
                 np.copyto(dst, view(v))
                 results[name] = dst
         return results

@@ -10,15 +10,18 @@ from typing import Mapping
 import numpy as np
 
 from ..ir.graph import Graph, Node
-from .rules import RULES, rule, sine_position_encoding
+from ..ir.ops import OPS
+from ..memory import allocating
+from .rules import RULES, VIEWS, rule, sine_position_encoding
 
-__all__ = ["RULES", "evaluate", "evaluate_node", "rule", "sine_position_encoding"]
+__all__ = ["RULES", "VIEWS", "call_bytes", "evaluate", "evaluate_node", "rule", "sine_position_encoding"]
 
 
 def evaluate_node(node: Node, operands: list[np.ndarray]) -> np.ndarray:
     """One compute node's value from its operands' values, as float32 in the node's shape."""
-    out = RULES[node.op](node, *operands)
-    out = np.asarray(out, dtype=np.float32)
+    with allocating(f"evaluating %{node.name} ({node.op}) -> {node.type}", node.type.nbytes):
+        out = RULES[node.op](node, *operands)
+        out = np.asarray(out, dtype=np.float32)
     if out.shape != node.type.shape:  # a rule that disagrees with the op's type inference
         raise AssertionError(f"rule for {node.op} gave shape {out.shape} for %{node.name}, typed {node.type}")
     return out
@@ -45,4 +48,27 @@ def evaluate(graph: Graph, inputs: Mapping[str, np.ndarray],
             values[node.name] = evaluate_node(node, [values[o] for o in node.operands])
     if all_values:
         return values
-    return {name: np.array(values[v], dtype=np.float32, order="C", copy=True) for name, v in graph.outputs.items()}
+    results = {}
+    for name, v in graph.outputs.items():
+        with allocating(f"output '{name}' {graph[v].type} of @{graph.name}", graph[v].type.nbytes):
+            results[name] = np.array(values[v], dtype=np.float32, order="C", copy=True)
+    return results
+
+
+def call_bytes(graph: Graph) -> dict[str, int]:
+    """What `evaluate` holds at the end of a call, a lower bound: the inputs, every value it
+    computed (it keeps them all; views and a repeated pure function of attributes cost nothing)
+    and a copy of each output."""
+    inputs = sum(n.type.nbytes for n in graph.nodes if n.op == "input")
+    values, seen = 0, set()
+    for n in graph.nodes:
+        if OPS[n.op].kind == "source" or n.op in VIEWS:
+            continue
+        if not n.operands:               # e.g. pos_encoding: its rule may share one array
+            key = (n.op, repr(sorted(n.attrs.items())))
+            if key in seen:
+                continue
+            seen.add(key)
+        values += n.type.nbytes
+    outputs = sum(graph[v].type.nbytes for v in graph.outputs.values())
+    return {"inputs": inputs, "values": values, "outputs": outputs}

@@ -17,13 +17,16 @@ from ..ir.graph import Node
 
 Rule = Callable[..., np.ndarray]
 RULES: dict[str, Rule] = {}
+VIEWS: set[str] = set()          # ops whose rule returns a view of its operand (no new array)
 
 
-def rule(opname: str) -> Callable[[Rule], Rule]:
+def rule(opname: str, *, view: bool = False) -> Callable[[Rule], Rule]:
     def register(fn: Rule) -> Rule:
         if opname in RULES:
             raise ValueError(f"two interpreter rules for op '{opname}'")
         RULES[opname] = fn
+        if view:
+            VIEWS.add(opname)
         return fn
     return register
 
@@ -85,12 +88,12 @@ def scale(node: Node, x: np.ndarray) -> np.ndarray:
     return x * np.float32(node.attrs["factor"])
 
 
-@rule("transpose")
+@rule("transpose", view=True)
 def transpose(node: Node, x: np.ndarray) -> np.ndarray:
     return np.transpose(x, node.attrs["perm"])
 
 
-@rule("reshape")
+@rule("reshape", view=True)
 def reshape(node: Node, x: np.ndarray) -> np.ndarray:
     return np.reshape(x, node.attrs["shape"])
 

@@ -9,7 +9,7 @@ a file or module with `load_pass_plugin` (`--load-pass-plugin` on the command li
 """
 
 from . import cse, dce, fold_constants, fuse_epilogue  # noqa: F401  (register the passes)
-from .base import PASSES, Pass, PassContext, Remark, register
+from .base import PASSES, Pass, PassContext, Remark, option, option_range, register
 from .instruments import DumpDir, Instrument, PassTiming, PrintIR
 from .manager import Application, PassManager, RunLog
 from .pipeline import PIPELINES, format_pipeline, parse_pipeline
@@ -18,5 +18,5 @@ from .plugins import Plugin, PluginError, load_pass_plugin, loaded_plugins
 __all__ = [
     "PASSES", "PIPELINES", "Application", "DumpDir", "Instrument", "Pass", "PassContext",
     "PassManager", "PassTiming", "Plugin", "PluginError", "PrintIR", "Remark", "RunLog", "format_pipeline",
-    "load_pass_plugin", "loaded_plugins", "parse_pipeline", "register",
+    "load_pass_plugin", "loaded_plugins", "option", "option_range", "parse_pipeline", "register",
 ]

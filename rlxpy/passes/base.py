@@ -9,6 +9,10 @@
 
         def run(self, graph, ctx): ...           # returns a new graph, or `graph` itself if unchanged
 
+An option may declare its range: `max_elements: int = option(1 << 28, min=0)` (also `max=` and
+`choices=`). Every option is checked, from a pipeline string and from Python construction alike:
+its type, and the declared range; `rlxpy opt --list-passes` shows both.
+
 A pass reads a graph and returns a graph; it never mutates one. Nodes it creates carry the pass's
 name as their provenance (`origin`). Notes for the user (e.g. why a fusion did not apply) go to
 `ctx.remark`.
@@ -17,6 +21,7 @@ name as their provenance (`origin`). Notes for the user (e.g. why a fusion did n
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -70,10 +75,38 @@ class PassContext:
         self.remarks.append(Remark(self.current, name, kind, message))
 
 
+def option(default: Any, *, min: int | float | None = None, max: int | float | None = None,
+           choices: tuple | None = None) -> Any:
+    """A pass option with a declared range (bounds inclusive) or a set of allowed values."""
+    return field(default=default, metadata={"min": min, "max": max, "choices": choices})
+
+
+def option_range(f: dataclasses.Field) -> str:
+    """The declared range of an option as text ("" when it has none): `>= 0`, `1..16`, `one of a, b`."""
+    lo, hi, choices = (f.metadata.get(k) for k in ("min", "max", "choices"))
+    if choices is not None:
+        return "one of " + ", ".join(_text(c) for c in choices)
+    if lo is not None and hi is not None:
+        return f"{lo}..{hi}"
+    if lo is not None:
+        return f">= {lo}"
+    if hi is not None:
+        return f"<= {hi}"
+    return ""
+
+
+_KINDS = {"bool": (bool,), "int": (numbers.Integral,), "float": (numbers.Real,), "str": (str,)}
+_WORDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
 @dataclass(frozen=True)
 class Pass:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_option(self.name, f, getattr(self, f.name))
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         raise NotImplementedError(f"pass {self.name} has no run()")
@@ -103,8 +136,7 @@ class Pass:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value != f.default:
-                text = str(value).lower() if isinstance(value, bool) else str(value)
-                opts.append(f"{_spell(f.name)}={text}")
+                opts.append(f"{_spell(f.name)}={_text(value)}")
         return self.name + ("{" + " ".join(opts) + "}" if opts else "")
 
     @property
@@ -115,6 +147,26 @@ class Pass:
 
 def _spell(option: str) -> str:
     return option.replace("_", "-")
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _check_option(pass_name: str, f: dataclasses.Field, value: Any) -> None:
+    kind = getattr(f.type, "__name__", f.type)
+    types = _KINDS.get(kind)
+    wrong = not isinstance(value, types) or (kind != "bool" and isinstance(value, bool)) if types else False
+    if wrong or (kind == "float" and value != value):                # NaN has no place in a range
+        raise PassError(f"pass '{pass_name}': option '{_spell(f.name)}' expects {_WORDS[kind]}, got {value!r}")
+    lo, hi, choices = (f.metadata.get(k) for k in ("min", "max", "choices"))
+    if (choices is not None and value not in choices) or (lo is not None and value < lo) \
+            or (hi is not None and value > hi):
+        bounds = option_range(f)
+        if choices is None and kind in _WORDS:
+            bounds = f"{_WORDS[kind]} {'in ' if '..' in bounds else ''}{bounds}"
+        raise PassError(f"pass '{pass_name}': option '{_spell(f.name)}' = {_text(value)} is out of range: "
+                        f"expected {bounds}")
 
 
 def _parse_value(pass_name: str, key: str, text: str, kind: Any) -> Any:
@@ -128,5 +180,5 @@ def _parse_value(pass_name: str, key: str, text: str, kind: Any) -> Any:
             raise ValueError
         return kind(text)
     except ValueError:
-        want = getattr(kind, "__name__", str(kind))
-        raise PassError(f"pass '{pass_name}': option '{key}' expects a {want}, got {text!r}") from None
+        want = _WORDS.get(getattr(kind, "__name__", ""), f"a {kind}")
+        raise PassError(f"pass '{pass_name}': option '{key}' expects {want}, got {text!r}") from None

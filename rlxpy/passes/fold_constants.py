@@ -12,7 +12,8 @@ import numpy as np
 from ..interp import evaluate_node
 from ..ir.graph import Graph
 from ..ir.ops import OPS
-from .base import Pass, PassContext, register
+from ..memory import allocating
+from .base import Pass, PassContext, option, register
 
 
 @register
@@ -20,7 +21,7 @@ from .base import Pass, PassContext, register
 class FoldConstants(Pass):
     name: ClassVar[str] = "fold-constants"
     summary: ClassVar[str] = "replace every node whose operands are all constants by its value"
-    max_elements: int = 1 << 28      # results larger than this stay computed at run time (remarked)
+    max_elements: int = option(1 << 28, min=0)  # results larger than this stay computed at run time (remarked)
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         values: dict[str, np.ndarray] = {}
@@ -30,7 +31,8 @@ class FoldConstants(Pass):
             if foldable and node.type.numel > self.max_elements:
                 ctx.remark(node, "missed", f"not folded: {node.type.numel} elements exceed max-elements={self.max_elements}")
             elif foldable:
-                value = np.ascontiguousarray(evaluate_node(node, [values[o] for o in node.operands]))
+                with allocating(f"folding %{node.name} ({node.op}) into a constant {node.type}", node.type.nbytes):
+                    value = np.ascontiguousarray(evaluate_node(node, [values[o] for o in node.operands]))
                 if value.flags.writeable:         # a fresh result; a shared read-only one stays shared
                     value.setflags(write=False)
                 node = node.with_(op="const", operands=(), attrs={}, value=value, origin=self.name)

@@ -14,7 +14,7 @@ from typing import IO, Iterable
 
 from ..errors import PassError, RlxError
 from ..ir.graph import Graph
-from .base import Pass
+from .base import PASSES, Pass
 
 
 class Instrument:
@@ -167,10 +167,16 @@ class DumpDir(Instrument):
         self.bytes_written += sum(f.stat().st_size for f in files)
 
 
-def names(spec: Iterable[str] | str | None) -> frozenset[str] | str:
-    """Normalise a `print_ir_before`/`after` argument: "all", or a set of pass names."""
+def names(spec: Iterable[str] | str | None, option: str = "print-ir-after") -> frozenset[str] | str:
+    """Normalise a `print_ir_before`/`after` argument: "all", or a set of registered pass names
+    (an unknown name is an error, never a silent no-op)."""
     if spec is None:
         return frozenset()
-    if isinstance(spec, str):
-        return "all" if spec == "all" else frozenset(s for s in spec.split(",") if s)
-    return frozenset(spec)
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    picked = frozenset(s.strip() for s in items if s.strip())
+    if "all" in picked:
+        return "all"
+    unknown = sorted(picked - set(PASSES))
+    if unknown:
+        raise PassError(f"{option}: unknown pass '{unknown[0]}'; known passes: {', '.join(sorted(PASSES))} (or all)")
+    return picked

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Sequence
 
 from ..config import debug_level
-from ..errors import PassError, RlxError
+from ..errors import OutOfMemoryError, PassError, RlxError
 from ..ir.compare import structural_diff
 from ..ir.graph import Graph
 from ..ir.verify import verify
@@ -79,13 +79,16 @@ class PassManager:
         self.reproducer_dir = Path(reproducer_dir) if reproducer_dir else None
         self.stream = stream
         self.instruments: list[Instrument] = list(instruments)
-        after = "all" if print_ir_after_all else names(print_ir_after)
+        before = names(print_ir_before, "print-ir-before")
+        after = names(print_ir_after, "print-ir-after")
+        if print_ir_after_all:
+            after = "all"
         if print_ir_after_change and not after:
             after = "all"                  # alone, it means: after every pass that changed the IR
         if debug_level() >= 2:
             after = "all"
-        if names(print_ir_before) or after:
-            self.instruments.append(PrintIR(names(print_ir_before), after, print_ir_after_change, stream))
+        if before or after:
+            self.instruments.append(PrintIR(before, after, print_ir_after_change, stream))
         self.timing = PassTiming(stream) if time_passes else None
         if self.timing:
             self.instruments.append(self.timing)
@@ -126,6 +129,9 @@ class PassManager:
         start = time.perf_counter()
         try:
             result = p.run(graph, ctx)
+        except MemoryError as e:          # not a compiler bug: no reproducer, just say where
+            what = str(e) if isinstance(e, OutOfMemoryError) else f"out of memory ({e or 'MemoryError'})"
+            raise OutOfMemoryError(f"pass '{p.spelling()}' (application {index}): {what}") from None
         except Exception as e:  # a pass that raises is a compiler bug or a bad option: keep a reproducer
             path = self._reproducer(p, graph, f"raised {type(e).__name__}: {e}", traceback.format_exc())
             raise PassError(f"pass '{p.spelling()}' (application {index}) failed: {type(e).__name__}: {e}; "

@@ -14,18 +14,17 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
-from ...errors import WeightsError
-from ...files import read_bf16
+from ...errors import OptionError, WeightsError
+from ...files import read_bf16, regular_file
 from ...ir.types import TensorType
+from ...memory import allocating
 from ...params import FLOAT_DTYPES, as_float32
 from .config import FpnNeckConfig
 
 
 def load_fpn_neck_weights(path: str | os.PathLike, cfg: FpnNeckConfig) -> dict[str, np.ndarray]:
     """The neck's params for `cfg` from a safetensors file, as float32 arrays by checkpoint key."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path}: not found")
+    path = regular_file(path, "weights", WeightsError)
     try:
         handle = safe_open(str(path), framework="numpy")
     except (SafetensorError, OSError, ValueError) as e:
@@ -61,19 +60,32 @@ def _missing(key: str, shape: tuple[int, ...], path: Path, keys: set[str]) -> st
 
 def synthetic_fpn_neck_weights(cfg: FpnNeckConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded random weights with PyTorch's default Conv2d scale, U(-1/sqrt(cin), 1/sqrt(cin))."""
-    rng = np.random.default_rng(seed)
+    rng = _generator(seed)
     params = {}
     for j, cin in enumerate(cfg.backbone_channel_list):
         bound = 1.0 / np.sqrt(cin)
-        params[cfg.weight_key(j)] = rng.uniform(-bound, bound, (cfg.d_model, cin, 1, 1)).astype(np.float32)
+        shape = (cfg.d_model, cin, 1, 1)
+        with allocating(f"synthetic weight '{cfg.weight_key(j)}' {list(shape)} (float64, then float32)", 12 * cfg.d_model * cin):
+            params[cfg.weight_key(j)] = rng.uniform(-bound, bound, shape).astype(np.float32)
         params[cfg.bias_key(j)] = rng.uniform(-bound, bound, (cfg.d_model,)).astype(np.float32)
     return params
 
 
 def synthetic_fpn_neck_inputs(cfg: FpnNeckConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded standard-normal stage outputs x0..x3 (BHWC float32)."""
-    rng = np.random.default_rng(seed + 1)
-    return {f"x{i}": rng.standard_normal(cfg.input_shape(i), dtype=np.float32) for i in range(cfg.num_levels)}
+    rng = _generator(seed, 1)
+    inputs = {}
+    for i in range(cfg.num_levels):
+        t = TensorType(cfg.input_shape(i))
+        with allocating(f"synthetic input 'x{i}' {list(t.shape)} float32", t.nbytes):
+            inputs[f"x{i}"] = rng.standard_normal(t.shape, dtype=np.float32)
+    return inputs
+
+
+def _generator(seed: int, offset: int = 0) -> np.random.Generator:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise OptionError(f"seed {seed!r}: expected an integer >= 0")
+    return np.random.default_rng(int(seed) + offset)
 
 
 def save_fpn_neck_weights(path: str | os.PathLike, params: dict[str, np.ndarray]) -> None:
