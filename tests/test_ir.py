@@ -5,6 +5,7 @@ import pytest
 
 from rlxpy import GraphBuilder, TensorType, VerifyError
 from rlxpy.ir import Graph, Node, verify
+from conftest import legacy
 
 
 def small_graph():
@@ -31,7 +32,7 @@ def test_builder_has_a_method_per_compute_op():
     from rlxpy.ir import OPS
     b = GraphBuilder()
     for name, op in OPS.items():
-        if op.kind == "compute":
+        if not op.is_source:
             assert callable(getattr(b, name)) and name in dir(b)
     with pytest.raises(AttributeError):
         b.convolution
@@ -169,10 +170,12 @@ def test_fused_matmul_checks_its_epilogue_operands():
     b = GraphBuilder()
     x, w = b.input("x", (1, 4, 6, 8)), b.input("w", (8, 16))
     bias, coarse = b.input("b", (16,)), b.input("c", (1, 16, 2, 3))
-    y = b.fused_matmul(x, w, bias, coarse, bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5)
+    y = b.fused_matmul(x, w, bias, coarse, **legacy(bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5))
     assert y.shape == (1, 16, 4, 6)
-    with pytest.raises(VerifyError, match="takes 3 operands"):
-        b.fused_matmul(x, w, bias, coarse, bias=True)
+    with pytest.raises(VerifyError, match=r"its epilogue takes 1 operand\(s\) after a and b \(bias_add: bias\), got 2"):
+        b.fused_matmul(x, w, bias, coarse, **legacy(bias=True))
+    with pytest.raises(VerifyError, match=r"epilogue step 0 \(upsample_add\): operands must have the same rank"):
+        b.fused_matmul(x, w, bias, **legacy(perm=(0, 3, 1, 2), upsample="nearest"))
 
 
 def test_types_reject_bad_shapes():

@@ -20,6 +20,7 @@ from rlxpy.interp import evaluate, sine_position_encoding
 from rlxpy.ir import OPS, Graph, Node, TensorType
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir
 from rlxpy.params import bind_params
+from conftest import legacy
 
 
 def parsed_origin(origin: str) -> str:
@@ -85,7 +86,7 @@ def every_op_graph(rng) -> Graph:
     r = b.reshape(scaled[0], shape=(2, 16, 24))
     pos = b.pos_encoding(batch=2, dim=16, height=4, width=6, temperature=20.5)
     pos_default = b.pos_encoding(batch=1, dim=4, height=1, width=1)
-    fused = b.fused_matmul(x, w, bias, coarse, bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5)
+    fused = b.fused_matmul(x, w, bias, coarse, **legacy(bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5))
     plain = b.fused_matmul(x, w)                                        # every attribute default
     batched = b.matmul(b.input("a", (3, 1, 2, 5)), b.input("bb", (4, 5, 2)))   # broadcasting
     mm = b.matmul(eight, b.const(rng.standard_normal((4, 2))))
@@ -117,8 +118,8 @@ def test_every_op_and_attribute_kind_round_trips(rng):
     assert "{factor = 1.0}" in text                   # scale's factor has no default: always printed
     assert "{batch = 2, dim = 16, height = 4, width = 6, temperature = 20.5}" in text
     assert "{batch = 1, dim = 4, height = 1, width = 1} :" in text
-    assert ('fused_matmul(%x, %w.0$a-b, %_, %0coarse) {bias = true, perm = [0, 3, 1, 2], '
-            'upsample = "nearest", factor = 0.5} : tensor<2x16x4x6xf32>') in text
+    assert ('fused_matmul(%x, %w.0$a-b, %_, %0coarse) {perm = [0, 3, 1, 2], epilogue = [bias_add {axis = 1}, '
+            'upsample_add, scale {factor = 0.5}]} : tensor<2x16x4x6xf32>') in text
     assert "fused_matmul(%x, %w.0$a-b) : tensor<2x4x6x16xf32>" in text
     assert "matmul(%a, %bb) : tensor<3x4x2x2xf32>" in text
     round_trip(graph)
@@ -421,7 +422,7 @@ PARSE_ERRORS = [
      "expected a node ('%name = op ...'), an output ('output @name = %value') or '}' to close the graph, got 'outputs'"),
     ("unexpected-char", edit("(%x, %w)", "(%x; %w)"), 4, 17, "unexpected character ';'"),
     ("bad-attribute-value", edit("[1, 0]", "[1, @0]"), 5, 34,
-     "expected an attribute value (a number, true, false, a string or a [list]), got '@0'"),
+     "expected an attribute value (a number, true, false, a string, a [list] or an op), got '@0'"),
     ("unclosed-graph", BASE[:-2], 7, 1, "expected a node ('%name = op ...'), an output ('output @name = %value') "
      "or '}' to close the graph, got end of file"),
     ("trailing-garbage", BASE + "%z = input\n", 8, 1,
@@ -586,7 +587,7 @@ def test_graph_dot_to_stdout_escapes_odd_names(tmp_path, capsys):
     b = GraphBuilder("odd")
     x = b.input("x", (2, 2))
     w = b.param('say "hi"\\n', (2, 2), value_name="w$-1")
-    b.output("y", b.fused_matmul(x, w, b.const(np.arange(2) + 0.5), bias=True))
+    b.output("y", b.fused_matmul(x, w, b.const(np.arange(2) + 0.5), **legacy(bias=True)))
     save_graph(b.build(), tmp_path / "odd.rlx")
     assert main(["graph", str(tmp_path / "odd.rlx"), "--dot", "-"]) == 0
     labels, edges = dot_vertices(capsys.readouterr().out)

@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("input", nargs="?", metavar="IN.rlx", help="graph to optimise ('-' reads stdin)")
     p.add_argument("-p", "--pass-pipeline", dest="pipeline", default="default",
-                   help="e.g. 'fold-constants,fuse-epilogue{upsample=false},cse,dce' (default: default)")
+                   help="e.g. 'fold-constants,fuse-epilogue{skip=upsample_add},cse,dce' (default: default)")
     p.add_argument("-o", "--output", metavar="OUT.rlx", help="save the result (and its constants) here instead of printing it")
     p.add_argument("--print-ir-after-all", action="store_true", help="print the IR after every pass")
     p.add_argument("--print-ir-before", metavar="P[,P...]", help="print the IR before these passes")

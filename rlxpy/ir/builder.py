@@ -74,7 +74,7 @@ class GraphBuilder:
         label = f"%{name}" if name else "new node"
         if opdef is None:
             raise VerifyError(f"{label}: unknown op '{opname}'; known ops: {', '.join(sorted(OPS))}")
-        if opdef.kind == "source":
+        if opdef.is_source:
             raise VerifyError(f"{label}: use GraphBuilder.{opname}() to add a '{opname}'")
         for i, v in enumerate(operands):
             if not isinstance(v, Value) or v.builder is not self:
@@ -89,7 +89,7 @@ class GraphBuilder:
 
     def __getattr__(self, opname: str):
         opdef = OPS.get(opname)
-        if opdef is None or opdef.kind == "source":
+        if opdef is None or opdef.is_source:
             raise AttributeError(f"GraphBuilder has no op or attribute '{opname}'")
 
         def method(*operands: Value, name: str | None = None, **attrs: Any) -> Value:
@@ -100,7 +100,7 @@ class GraphBuilder:
         return method
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | {n for n, d in OPS.items() if d.kind != "source"})
+        return sorted(set(super().__dir__()) | {n for n, d in OPS.items() if not d.is_source})
 
     # -- outputs -------------------------------------------------------------------------------
 

@@ -1,11 +1,11 @@
-"""The runtime plan: buffers and steps, run once per call.
+"""The program a compiled graph runs on every call: its buffers and steps.
 
 Storage. Every value lives in the storage of its root: itself, or for an alias (a reshape) the root
 of its operand. Roots are inputs (the checked caller arrays), constants (read-only, made
 contiguous once here), per-call outputs (a fresh array, or the caller's `out=` array, written in
 place by the kernel that computes it), and intermediates. Intermediates live in a buffer set whose
 slots are shared by values with disjoint lifetimes (greedy, in step order); one set is allocated
-when the plan is made, and concurrent calls each take a set from a pool (a new one only when all
+when the program is made, and concurrent calls each take a set from a pool (a new one only when all
 are busy), so calls from several threads never share scratch memory.
 
 Steps. A native step calls its kernel through ctypes (which releases the GIL) with the addresses
@@ -26,23 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..interp import evaluate_node
-from ..ir.graph import Graph
+from ...interp import evaluate_node
+from ...ir.graph import Graph
+from ..jit import CompiledModule
+from ..kernel import Step
+from .buffers import aligned_empty, assign_slots
 from .compare import check_node
-from .jit import CompiledModule
-from .lower import Step
-
-# Fresh outputs start on a cache line, so kernels may write them with aligned streaming stores.
-ALIGNMENT = 64
-
-
-def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
-    """An uninitialised float32 array whose data starts on an ALIGNMENT-byte boundary."""
-    n = int(np.prod(shape, dtype=np.int64))
-    raw = np.empty(n + ALIGNMENT // 4, np.float32)
-    skip = (-raw.ctypes.data % ALIGNMENT) // 4
-    return raw[skip:skip + n].reshape(shape)
-
 
 # Below this much work (Kernel.cost x extent, roughly flops) a kernel runs on one thread: handing a
 # chunk to another thread costs tens of microseconds.
@@ -56,7 +45,7 @@ class _BufferSet:
     addresses: dict[str, int]
 
 
-class Plan:
+class Program:
     def __init__(self, graph: Graph, steps: list[Step], module: CompiledModule, threads: int):
         self.graph = graph
         self.steps = steps
@@ -66,7 +55,7 @@ class Plan:
         self.root = {n.name: n.name for n in graph.nodes}
         for s in steps:
             if s.kind == "alias":
-                self.root[s.node.name] = self.root[s.node.operands[s.alias.operand]]
+                self.root[s.node.name] = self.root[s.node.operands[s.operand]]
         self.inputs = {n.name: n.attrs["name"] for n in graph.nodes if n.op == "input"}
         self.consts: dict[str, np.ndarray] = {}
         for n in graph.nodes:
@@ -87,17 +76,17 @@ class Plan:
                 self.output_roots.setdefault(r, []).append(name)
         self.intermediates = [s.node.name for s in steps
                               if s.kind != "alias" and s.node.name not in self.output_roots]
-        self._assign_slots()
+        self.slot_of, self.slot_capacity = assign_slots(self.steps, self.root, self.types, self.intermediates)
         self._functions = {}
         for s in steps:
             if s.kind == "native":
-                n_ptr = 1 + len(s.node.operands) + len(s.kernel.constants)
+                n_ptr = 1 + len(s.node.operands) + len(s.constants)
                 proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_ptr), ctypes.c_int64, ctypes.c_int64)
-                self._functions[s.node.name] = proto(module.addresses[s.kernel.symbol])
+                self._functions[s.node.name] = proto(module.addresses[s.symbol])
         self._const_addresses = {name: a.ctypes.data for name, a in self.consts.items()}
         # a rule's compile-time arrays (packed weights, tables), kept alive with the plan
         self._step_constants = {
-            s.node.name: [np.require(c, dtype=np.float32, requirements=("C", "A")) for c in s.kernel.constants]
+            s.node.name: [np.require(c, dtype=np.float32, requirements=("C", "A")) for c in s.constants]
             for s in steps if s.kind == "native"
         }
         self._kernel_constants = {k: [c.ctypes.data for c in v] for k, v in self._step_constants.items()}
@@ -107,42 +96,6 @@ class Plan:
         self._executor: ThreadPoolExecutor | None = None
 
     # -- memory planning -------------------------------------------------------------------------
-
-    def _assign_slots(self) -> None:
-        """Give each intermediate a slot no live value holds; slots grow to their largest tenant."""
-        order = [s for s in self.steps if s.kind != "alias"]
-        last_use: dict[str, int] = {}
-        for i, s in enumerate(order):
-            last_use.setdefault(s.node.name, i)
-            for o in s.node.operands:
-                last_use[self.root[o]] = i
-        capacity: list[int] = []
-        self.slot_of: dict[str, int] = {}
-        free: list[int] = []
-        busy: list[tuple[int, int]] = []                  # (last use, slot)
-        wanted = set(self.intermediates)
-        for i, s in enumerate(order):
-            for entry in [b for b in busy if b[0] < i]:
-                busy.remove(entry)
-                free.append(entry[1])
-            r = s.node.name
-            if r not in wanted:
-                continue
-            need = self.types[r].numel
-            fits = [j for j in free if capacity[j] >= need]
-            if fits:
-                slot = min(fits, key=lambda j: capacity[j])
-            elif free:
-                slot = max(free, key=lambda j: capacity[j])
-                capacity[slot] = need
-            else:
-                slot = len(capacity)
-                capacity.append(need)
-            if slot in free:
-                free.remove(slot)
-            self.slot_of[r] = slot
-            busy.append((last_use[r], slot))
-        self.slot_capacity = capacity
 
     def _new_buffer_set(self) -> _BufferSet:
         slots = [np.empty(c, np.float32) for c in self.slot_capacity]
@@ -204,8 +157,9 @@ class Plan:
                     args += self._kernel_constants[node.name]
                     self._call(s, args)
                     if compare:
-                        ref = evaluate_node(node, [view(o) for o in node.operands])
-                        check_node(self.graph, node, s.kernel.symbol, view(node.name), ref)
+                        operands = [view(o) for o in node.operands]
+                        ref = evaluate_node(node, operands)
+                        check_node(self.graph, node, s.symbol, view(node.name), ref, operands)
                 elif s.kind == "interp":
                     np.copyto(view(node.name), evaluate_node(node, [view(o) for o in node.operands]))
                 if observe is not None:
@@ -232,9 +186,9 @@ class Plan:
 
     def _call(self, step: Step, args: list[int]) -> None:
         fn = self._functions[step.node.name]
-        extent = step.kernel.extent
+        extent = step.extent
         parts = min(self.threads, extent)
-        if parts < 2 or step.kernel.cost * extent < PARALLEL_MIN_WORK:
+        if parts < 2 or step.cost * extent < PARALLEL_MIN_WORK:
             fn(*args, 0, extent)
             return
         bounds = [extent * i // parts for i in range(parts + 1)]
