@@ -18,6 +18,7 @@ from rlxpy import GraphBuilder, ParseError, load_graph, parse_graph, print_graph
 from rlxpy.cli import main
 from rlxpy.interp import evaluate, sine_position_encoding
 from rlxpy.ir import OPS, Graph, Node, TensorType
+from rlxpy.ir.ops import POINTWISE
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir
 from rlxpy.params import bind_params
 from conftest import legacy
@@ -92,6 +93,10 @@ def every_op_graph(rng) -> Graph:
     mm = b.matmul(eight, b.const(rng.standard_normal((4, 2))))
     for i, v in enumerate([r, pos, pos_default, fused, plain, batched, mm, scalar, *scaled]):
         b.output(f"out_{i}", v)
+    covered = {n.op for n in b.nodes}
+    for op in OPS.values():       # a pointwise op declared later: its default form, by its declaration
+        if op.name not in covered and op.has(POINTWISE) and all(a.kind == "elementwise" for a in op.access):
+            b.output(f"op_{op.name}", b.op(op.name, *[near] * len(op.access)))
     b.output("again", fused)                                           # one value, two outputs
     graph = b.build()
     # provenance as passes will record it, including a name that needs escapes
@@ -434,9 +439,7 @@ PARSE_ERRORS = [
     ("deep-list", edit("[1, 0]", "[1, " + "[" * 70 + "]" * 70 + "]"), 5, 98, "lists nested more than 64 deep"),
     ("huge-int", edit("[1, 0]", "[1, 99999999999999999999]"), 5, 34, "integer 99999999999999999999 does not fit in 64 bits"),
     # ops and attributes
-    ("unknown-op", edit("matmul", "matmull"), 4, 8,
-     "unknown op 'matmull'; known ops: bias_add, const, fused_matmul, input, matmul, param, pos_encoding, "
-     "reshape, scale, transpose, upsample_add"),
+    ("unknown-op", edit("matmul", "matmull"), 4, 8, "unknown op 'matmull'; known ops: " + ", ".join(sorted(OPS))),
     ("unknown-attribute", edit("{perm = ", "{perms = "), 5, 23,
      "node %t (transpose): unknown attribute 'perms' (this op's attributes: perm)"),
     ("ill-typed-attribute", edit("[1, 0]", "[1.0, 0]"), 5, 30,
