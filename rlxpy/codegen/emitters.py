@@ -20,3 +20,9 @@ def upsample_add(v, x, coarse, *, mode):
 @emitter("scale")
 def scale(v, x, *, factor):
     return v.mul(x, v.const(factor, x))
+
+
+@emitter("relu")
+def relu(v, x):
+    zero = v.const(0.0, x)
+    return v.select(v.less(x, zero), zero, x)         # NaN < 0 is false: NaN stays NaN

@@ -86,6 +86,11 @@ def scale(node: Node, x: np.ndarray) -> np.ndarray:
     return x * np.float32(node.attrs["factor"])
 
 
+@rule("relu")
+def relu(node: Node, x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, np.float32(0))
+
+
 @rule("transpose")
 def transpose(node: Node, x: np.ndarray) -> np.ndarray:
     return np.transpose(x, node.attrs["perm"])

@@ -145,6 +145,12 @@ SCALE = declare(OpDef(
 ))
 
 
+RELU = declare(OpDef(
+    "relu", "max(x, 0), elementwise (NaN stays NaN).",
+    operands=("x",), infer=_unary, traits={POINTWISE}, access=(ELEMENTWISE,), rounding=0,
+))
+
+
 # ---------------------------------------------------------------------------------------------
 # Layout: elements moved, nothing computed
 
