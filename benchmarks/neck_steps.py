@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import rlxpy  # noqa: E402
 from rlxpy.benchmark.peak import calibrate  # noqa: E402
 from rlxpy.benchmark.runner import limited_threads, neck_case  # noqa: E402
-from rlxpy.codegen.plan import aligned_empty  # noqa: E402
+from rlxpy.codegen.runtime import aligned_empty  # noqa: E402
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     peak = calibrate(seconds=0.2)
     exe = rlxpy.compile(build_fpn_neck_ir(cfg), params, target="llvm", threads=args.threads)
     out = {f"features_{i}": aligned_empty(cfg.output_shape(i)) for i in range(cfg.num_levels)}
-    graph = exe.plan.graph
+    graph = exe.program.graph
     times: dict[str, list[float]] = {}
     totals = []
     with limited_threads(args.threads):
@@ -63,7 +63,7 @@ def main() -> None:
                 seen[name] = now - stamp[0]
                 stamp[0] = now
             start = stamp[0]
-            exe.plan.run(inputs, out, observe=observe)
+            exe.program.run(inputs, out, observe=observe)
             totals.append(time.perf_counter() - start)
             for name, dt in seen.items():
                 times.setdefault(name, []).append(dt)

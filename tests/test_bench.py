@@ -19,7 +19,7 @@ from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_ne
 from rlxpy.interp import evaluate
 from rlxpy.passes import PassManager
 from rlxpy.params import bind_params
-from rlxpy.codegen.plan import aligned_empty
+from rlxpy.codegen.runtime import aligned_empty
 
 TINY = ["--config", "tiny", "--image-size", "64", "--repeat", "2", "--threads", "2"]
 

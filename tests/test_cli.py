@@ -108,11 +108,11 @@ def test_module_and_console_script(command):
 def test_emit_ir_dump_dir_and_fusion_report(tmp_path, capsys):
     from rlxpy.ir.textio import load_graph
     args = ["fpn-neck", *SMALL, "--emit-ir", str(tmp_path / "neck.rlx"), "--dump-dir", str(tmp_path / "dumps"),
-            "--report", "--pipeline", "fold-constants,fuse-epilogue{upsample=false},cse,dce"]
+            "--report", "--pipeline", "fold-constants,fuse-epilogue{skip=upsample_add},cse,dce"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "fuse-epilogue report: 4 applied, 1 missed" in out
-    assert "missed  %features2: not fused: disabled by the option fuse-epilogue{upsample=false}" in out
+    assert "missed  %features2: not fused: disabled by the option fuse-epilogue{skip=upsample_add}" in out
     emitted = load_graph(tmp_path / "neck.rlx")
     assert len(emitted.params) == 8 and not emitted.of_op("fused_matmul")     # before any pass
     dumps = sorted(p.name for p in (tmp_path / "dumps").glob("*.rlx"))

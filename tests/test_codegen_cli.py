@@ -11,7 +11,7 @@ import pytest
 from conftest import scaled_error
 from reference import fpn_neck
 from rlxpy.cli import main
-from rlxpy.codegen import LOWERINGS
+from rlxpy.codegen import RULES
 from rlxpy.models.sam2 import FpnNeckConfig, save_fpn_neck_weights, synthetic_fpn_neck_weights
 
 SMALL = ["--config", "tiny", "--image-size", "64x96"]
@@ -52,7 +52,7 @@ def test_llvm_target_with_every_option(tmp_path, capsys, rng):
 
 
 def test_report_shows_fallbacks(capsys, monkeypatch):
-    monkeypatch.setitem(LOWERINGS, "upsample_add", [])
+    monkeypatch.setitem(RULES.overrides, "upsample_add", [])
     assert main(["fpn-neck", *SMALL, "--target", "llvm", "--pipeline", "none"]) == 0
     out = capsys.readouterr().out
     assert "1 on the interpreter" in out
@@ -82,7 +82,7 @@ def test_bad_llvm_options_give_one_line(capsys, args, message):
 
 
 def test_strict_failure_is_one_line(capsys, monkeypatch):
-    monkeypatch.setitem(LOWERINGS, "scale", [])
+    monkeypatch.setitem(RULES.overrides, "scale", [])
     assert main(["fpn-neck", *SMALL, "--target", "llvm", "--fuse-type", "avg", "--strict", "--pipeline", "none"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import scaled_error
+from conftest import legacy, scaled_error
 from rlxpy import GraphBuilder
 from rlxpy.codegen import compile_llvm
-from rlxpy.codegen.lower_elementwise import coalesce
+from rlxpy.codegen.rules.layout import coalesce
 from rlxpy.interp import evaluate
 from rlxpy.ir import OPS
 
@@ -48,8 +48,8 @@ shapes = st.lists(dims, min_size=1, max_size=4).map(tuple)
 
 
 def test_every_compute_op_has_a_lowering():
-    from rlxpy.codegen import LOWERINGS
-    assert set(LOWERINGS) == {n for n, d in OPS.items() if d.kind != "source"}
+    from rlxpy.codegen import RULES
+    assert all(RULES.for_op(n) for n, d in OPS.items() if not d.is_source)
 
 
 @FEW
@@ -195,8 +195,8 @@ def test_fused_matmul_every_epilogue(case, seed):
         inputs["coarse"] = randn(rng, out_shape[:-2] + (out_shape[-2] // 2, out_shape[-1] // 2))
 
     def build(b, *values):
-        return b.fused_matmul(*values, bias=case["bias"], perm=case["perm"], upsample=case["upsample"],
-                              factor=case["factor"])
+        return b.fused_matmul(*values, **legacy(bias=case["bias"], perm=case["perm"], upsample=case["upsample"],
+                                                 factor=case["factor"]))
     got, ref, _ = run_both(build, inputs)
     assert scaled_error(got, ref) < TOL
 
@@ -206,8 +206,8 @@ def test_fused_matmul_neck_level(rng, upsample):
     """The neck's shape of it: BHWC input, [cin, 256] weight, bias, NCHW out, top-down add, avg."""
     inputs = {"x": randn(rng, (2, 6, 10, 96)), "w": randn(rng, (96, 256)) / 10,
               "bias": randn(rng, (256,)), "coarse": randn(rng, (2, 256, 3, 5))}
-    got, ref, _ = run_both(lambda b, *v: b.fused_matmul(*v, bias=True, perm=(0, 3, 1, 2), upsample=upsample,
-                                                        factor=0.5), inputs)
+    got, ref, _ = run_both(lambda b, *v: b.fused_matmul(*v, **legacy(bias=True, perm=(0, 3, 1, 2), upsample=upsample,
+                                                                 factor=0.5)), inputs)
     assert scaled_error(got, ref) < TOL
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rlxpy
-from conftest import scaled_error
+from conftest import legacy, scaled_error
 from reference import fpn_neck
 from test_fpn_neck import random_case
 from rlxpy import GraphBuilder
@@ -36,10 +36,10 @@ def fused_neck(cfg: FpnNeckConfig, params: dict) -> rlxpy.Graph:
         w = b.const(np.ascontiguousarray(params[cfg.weight_key(j)][:, :, 0, 0].T))
         bias = b.const(params[cfg.bias_key(j)])
         if i in cfg.top_down_levels and prev is not None:
-            prev = b.fused_matmul(xs[i], w, bias, prev, bias=True, perm=(0, 3, 1, 2), upsample=cfg.interp,
-                                  factor=0.5 if cfg.fuse_type == "avg" else 1.0)
+            prev = b.fused_matmul(xs[i], w, bias, prev, **legacy(bias=True, perm=(0, 3, 1, 2), upsample=cfg.interp,
+                                                                     factor=0.5 if cfg.fuse_type == "avg" else 1.0))
         else:
-            prev = b.fused_matmul(xs[i], w, bias, bias=True, perm=(0, 3, 1, 2))
+            prev = b.fused_matmul(xs[i], w, bias, **legacy(bias=True, perm=(0, 3, 1, 2)))
         features[i] = prev
         h, w_ = cfg.level_hw(i)
         pos[i] = b.const(sine_position_encoding(cfg.batch, cfg.d_model, h, w_, cfg.temperature))

@@ -1,6 +1,7 @@
 """The runtime of target="llvm": fallbacks, strict, report, out=, constant outputs, buffer reuse,
 thread safety, input checks before any native call, and the per-node compare catching a bad kernel."""
 
+import dataclasses
 import gc
 import threading
 
@@ -10,8 +11,8 @@ import pytest
 import rlxpy
 from conftest import scaled_error
 from rlxpy import GraphBuilder
-from rlxpy.codegen import LOWERINGS, compile_llvm
-from rlxpy.codegen.registry import Rule, Unsupported
+from planted import Declines, ScaleRule
+from rlxpy.codegen import RULES, compile_llvm
 from rlxpy.errors import CodegenError, InputError, MiscompileError, RlxError
 from rlxpy.interp import evaluate
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_weights
@@ -49,7 +50,7 @@ def assert_close(out, expected):
 
 
 def test_node_without_rule_runs_on_the_interpreter(monkeypatch, rng):
-    monkeypatch.setitem(LOWERINGS, "scale", [])
+    monkeypatch.setitem(RULES.overrides, "scale", [])
     exe = rlxpy.compile(build_fpn_neck_ir(CFG), PARAMS, target="llvm", pipeline="none")
     scales = [n.name for n in exe.graph.nodes if n.op == "scale"]
     assert len(scales) == 2
@@ -65,43 +66,31 @@ def test_node_without_rule_runs_on_the_interpreter(monkeypatch, rng):
 
 
 def test_strict_turns_a_fallback_into_an_error(monkeypatch):
-    monkeypatch.setitem(LOWERINGS, "scale", [])
+    monkeypatch.setitem(RULES.overrides, "scale", [])
     first = next(n.name for n in build_fpn_neck_ir(CFG).nodes if n.op == "scale")
     with pytest.raises(CodegenError, match=rf"node %{first} \(scale\): no LLVM lowering rule for op 'scale'; "
                                            r"strict=True forbids running it on the interpreter \(and 1 more\)"):
         rlxpy.compile(build_fpn_neck_ir(CFG), PARAMS, target="llvm", strict=True, pipeline="none")
 
 
-def _scale_kernel(k, wrong=False):
-    k.define(extent=k.out_type.numel)
-    x, = k.ins
-    with k.parallel_loop() as i:
-        k.store(k.b.fmul(k.load(x, i), k.f32(k.attrs["factor"] + (1.0 if wrong else 0.0))), k.out, i)
-    return k.finish(cost=1)
-
-
 def test_rules_that_decline_pass_to_the_next(monkeypatch, rng):
-    def picky(k):                     # declines before defining anything
-        raise Unsupported("only factor 2")
-
-    def late(k):                      # defines its function, then declines: it must be dropped
-        k.define(extent=1)
-        raise Unsupported("changed its mind")
-
-    generic = LOWERINGS["scale"]
-    monkeypatch.setitem(LOWERINGS, "scale", [Rule("scale", "picky", picky, 2), Rule("scale", "late", late, 1)] + generic)
+    picky = Declines("scale", "picky", "only factor 2", priority=2)
+    also = Declines("scale", "also", "changed its mind", priority=1)
+    generic = RULES.for_op("scale")
+    monkeypatch.setitem(RULES.overrides, "scale", [picky, also] + generic)
     b = GraphBuilder("g")
     x = b.input("x", (3, 5))
     b.output("y", b.scale(x, factor=0.5, name="half"))
     exe = compile_llvm(b.build(), cache=False)
     assert exe.placement == {"half": "native"} and exe.steps[0].rule == generic[0].name
+    assert exe.steps[0].declined == ("picky: only factor 2", "also: changed its mind")
     assert exe.llvm_ir.count("define ") == 1
     data = rng.standard_normal((3, 5)).astype(np.float32)
     assert np.array_equal(exe(x=data)["y"], data * np.float32(0.5))
 
-    monkeypatch.setitem(LOWERINGS, "scale", [Rule("scale", "picky", picky, 2), Rule("scale", "late", late, 1)])
+    monkeypatch.setitem(RULES.overrides, "scale", [picky, also])
     exe = compile_llvm(b.build(), cache=False)
-    assert exe.fallbacks["half"] == "every rule declined (picky: only factor 2; late: changed its mind)"
+    assert exe.fallbacks["half"] == "every rule declined (picky: only factor 2; also: changed its mind)"
     assert np.array_equal(exe(x=data)["y"], data * np.float32(0.5))
 
 
@@ -110,7 +99,7 @@ def test_report_lists_every_node(fused_exe):
     assert report.startswith("@fpn_neck_fused on llvm (") and "4 native, 0 alias, 0 on the interpreter" in report
     assert "object code: off" in report
     for s in fused_exe.steps:
-        assert f"%{s.node.name}" in report and s.kernel.symbol in report
+        assert f"%{s.node.name}" in report and s.symbol in report
     assert "every node runs on the numpy interpreter" in rlxpy.compile(build_fpn_neck_ir(CFG), PARAMS).report()
 
 
@@ -184,8 +173,8 @@ def bad_outs(inputs):
 
 def test_bad_out_arrays_are_refused_before_any_native_call(fused_exe, rng, monkeypatch):
     calls = []
-    for name, fn in list(fused_exe.plan._functions.items()):
-        monkeypatch.setitem(fused_exe.plan._functions, name,
+    for name, fn in list(fused_exe.program._functions.items()):
+        monkeypatch.setitem(fused_exe.program._functions, name,
                             lambda *args, _fn=fn, _name=name: (calls.append(_name), _fn(*args)))
     inputs = neck_inputs(rng)
     inputs["x3"] = np.ascontiguousarray(np.repeat(inputs["x3"], 1, axis=0))   # an array we may slice
@@ -196,7 +185,7 @@ def test_bad_out_arrays_are_refused_before_any_native_call(fused_exe, rng, monke
         fused_exe.run(inputs, out=[1])
     assert calls == []
     fused_exe(**inputs)
-    assert set(calls) == set(fused_exe.plan._functions)       # the recorder works
+    assert set(calls) == set(fused_exe.program._functions)       # the recorder works
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -208,8 +197,8 @@ def test_bad_out_arrays_are_refused_before_any_native_call(fused_exe, rng, monke
 ])
 def test_bad_inputs_are_refused_before_any_native_call(fused_exe, rng, monkeypatch, mutate, message):
     calls = []
-    for name, fn in list(fused_exe.plan._functions.items()):
-        monkeypatch.setitem(fused_exe.plan._functions, name,
+    for name, fn in list(fused_exe.program._functions.items()):
+        monkeypatch.setitem(fused_exe.program._functions, name,
                             lambda *args, _fn=fn: (calls.append(1), _fn(*args)))
     inputs = neck_inputs(rng)
     mutate(inputs)
@@ -281,7 +270,7 @@ def test_intermediate_buffers_are_shared_by_values_with_disjoint_lifetimes(rng):
     b.output("y", v)
     graph = b.build()
     exe = compile_llvm(graph, cache=False)
-    plan = exe.plan
+    plan = exe.program
     assert len(plan.intermediates) == 15 and len(plan.slot_capacity) == 2
     assert plan.buffer_bytes == 2 * 64 * 32 * 4
     data = rng.standard_normal((64, 32)).astype(np.float32)
@@ -310,7 +299,7 @@ def test_concurrent_calls_from_threads(rng):
     for t in threads:
         t.join()
     assert not errors, errors[0]
-    assert 1 <= exe.plan.buffer_sets <= 6
+    assert 1 <= exe.program.buffer_sets <= 6
 
 
 def test_the_code_lives_as_long_as_the_executable(rng):
@@ -326,8 +315,7 @@ def test_the_code_lives_as_long_as_the_executable(rng):
 
 
 def test_compare_catches_a_broken_kernel_and_names_the_node(monkeypatch, rng):
-    broken = Rule("scale", "broken", lambda k: _scale_kernel(k, wrong=True))
-    monkeypatch.setitem(LOWERINGS, "scale", [broken])
+    monkeypatch.setitem(RULES.overrides, "scale", [ScaleRule("broken", offset=1.0)])
     inputs = neck_inputs(rng)
     silent = rlxpy.compile(build_fpn_neck_ir(CFG), PARAMS, target="llvm", cache=False, pipeline="none")
     assert scaled_error(silent(**inputs)["features_3"], interp(inputs)["features_3"]) < 1e-5  # no scale
@@ -336,18 +324,21 @@ def test_compare_catches_a_broken_kernel_and_names_the_node(monkeypatch, rng):
                             pipeline="none")
     first = next(n.name for n in checked.graph.nodes if n.op == "scale")
     with pytest.raises(MiscompileError, match=rf"node %{first} \(scale\): native kernel rlx_fpn_neck_\d+_scale_\w+ "
-                                              r"differs from the interpreter by .* of the output's scale"):
+                                              r"differs from the interpreter: off by .* at \["):
         checked(**inputs)
 
 
 def test_compare_catches_a_broken_matmul_epilogue(monkeypatch, rng):
-    from rlxpy.codegen import lower_matmul
+    from rlxpy.codegen.emit.epilogue import LoweredStep
+    from rlxpy.codegen.rules.gemm import Gemm
 
-    def wrong_factor(k):
-        a = k.attrs
-        return lower_matmul.emit_gemm(k, lower_matmul.Epilogue(bias=a["bias"], perm=a["perm"],
-                                                               upsample=a["upsample"], factor=a["factor"] * 1.001))
-    monkeypatch.setitem(LOWERINGS, "fused_matmul", [Rule("fused_matmul", "wrong", wrong_factor)])
+    class WrongFactor(Gemm):
+        name = "wrong"
+
+        def match(self, node, graph, target):
+            spec = super().match(node, graph, target)
+            return dataclasses.replace(spec, steps=spec.steps + (LoweredStep("scale", (("factor", 1.001),), ()),))
+    monkeypatch.setitem(RULES.overrides, "fused_matmul", [WrongFactor()])
     exe = rlxpy.compile(fused_neck(CFG, PARAMS), target="llvm", cache=False, compare_with="interp")
     with pytest.raises(MiscompileError, match=r"node %\w+ \(fused_matmul\)"):
         exe(**neck_inputs(rng))
@@ -374,13 +365,13 @@ def test_each_call_in_flight_gets_its_own_buffer_set():
     b = GraphBuilder("two")
     x = b.input("x", (8, 8))
     b.output("y", b.scale(b.scale(x, factor=2.0), factor=3.0))
-    plan = compile_llvm(b.build(), cache=False).plan
-    first, second = plan._acquire(), plan._acquire()
-    assert first is not second and plan.buffer_sets == 2
+    program = compile_llvm(b.build(), cache=False).program
+    first, second = program._acquire(), program._acquire()
+    assert first is not second and program.buffer_sets == 2
     assert not any(np.shares_memory(a, c) for a in first.slots for c in second.slots)
-    plan._release(second)
-    assert plan._acquire() is second                     # reused, not reallocated
-    assert plan.buffer_sets == 2
+    program._release(second)
+    assert program._acquire() is second                     # reused, not reallocated
+    assert program.buffer_sets == 2
 
 
 def test_compiling_from_several_threads(rng):

@@ -10,6 +10,7 @@ import rlxpy
 from rlxpy import GraphBuilder
 from rlxpy.codegen.isa import host_isa
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_weights
+from conftest import legacy
 
 LANES = [n for n in (4, 8, 16) if n <= host_isa().lanes]
 N = 32
@@ -37,7 +38,7 @@ def build(levels, rng):
             operands.append(b.input(f"c{i}", coarse.shape))
             inputs[f"c{i}"] = coarse
             ref = ref + coarse.repeat(2, axis=2).repeat(2, axis=3)
-        b.output(f"y{i}", b.fused_matmul(*operands, bias=True, perm=(0, 3, 1, 2), upsample=upsample))
+        b.output(f"y{i}", b.fused_matmul(*operands, **legacy(bias=True, perm=(0, 3, 1, 2), upsample=upsample)))
         refs[f"y{i}"] = ref
     return b.build(), inputs, refs
 

@@ -11,7 +11,7 @@ from rlxpy.cli import main
 from rlxpy.difftest import bisect_case, check_case, reduce_case, seeded_case
 from rlxpy.difftest.reproducer import load_reproducer
 from rlxpy.difftest.strategies import cases
-from rlxpy.difftest.tolerance import Budget
+from rlxpy.numerics import Budget
 from rlxpy.ir import GraphBuilder
 from rlxpy.ir.textio import load_graph
 from rlxpy.params import bind_params
@@ -26,12 +26,13 @@ class FuseDropsBias(FuseEpilogue):
     """A planted miscompile: fusion forgets the bias when the channel count is odd."""
     name: ClassVar[str] = "test-fuse-drops-bias"
 
-    def _fuse(self, matmul, chain):
-        node = super()._fuse(matmul, chain)
-        if node.attrs["bias"] and chain[0].type.shape[-1] % 2 == 1:
+    def _fuse(self, graph, matmul, chain):
+        node = super()._fuse(graph, matmul, chain)
+        steps = list(node.attrs["epilogue"])
+        if steps and steps[0].op == "bias_add" and chain[0].type.shape[-1] % 2 == 1:
             operands = list(node.operands)
             del operands[2]
-            node = node.with_(operands=tuple(operands), attrs={**node.attrs, "bias": False})
+            node = node.with_(operands=tuple(operands), attrs={**node.attrs, "epilogue": tuple(steps[1:])})
         return node
 
 
@@ -67,8 +68,8 @@ def test_generator_is_seeded_and_covers_the_vocabulary():
         unit |= 1 in dims
         for k, v in {**case.inputs, **case.params}.items():
             assert v.dtype == np.float32 and np.all(np.abs(v) >= 0.1), k     # random, never zero
-    assert ops == {"input", "param", "const", "matmul", "bias_add", "upsample_add", "scale", "transpose",
-                   "reshape", "pos_encoding"}
+    from rlxpy.ir.ops import FUSED, OPS
+    assert ops == {name for name, op in OPS.items() if not op.has(FUSED)}    # every op, by its traits
     assert shared > 20 and multi_out > 20 and odd and unit
 
 
@@ -156,22 +157,13 @@ def test_difftest_cli_errors(args, message, capsys):
 
 # -- a planted wrong kernel ----------------------------------------------------------------------------
 
-def _wrong_scale(k):
-    """A planted miscompile in a kernel: scale multiplies by factor + 1 when the tensor has an odd
-    number of elements."""
-    from rlxpy.codegen.registry import Unsupported  # noqa: F401  (the rule API this mimics)
-    k.define(extent=k.out_type.numel)
-    x, = k.ins
-    factor = k.attrs["factor"] + (1.0 if k.out_type.numel % 2 else 0.0)
-    with k.parallel_loop() as i:
-        k.store(k.b.fmul(k.load(x, i), k.f32(factor)), k.out, i)
-    return k.finish(cost=1)
-
-
 @pytest.fixture
 def wrong_kernel(monkeypatch, tmp_path):
-    from rlxpy.codegen.registry import LOWERINGS, Rule
-    monkeypatch.setitem(LOWERINGS, "scale", [Rule("scale", "planted-wrong", _wrong_scale)])
+    """A planted miscompile in a kernel: scale multiplies by factor + 1 when the tensor has an odd
+    number of elements."""
+    from planted import ScaleRule
+    from rlxpy.codegen import RULES
+    monkeypatch.setitem(RULES.overrides, "scale", [ScaleRule("planted-wrong", offset=1.0, odd_only=True)])
     monkeypatch.setenv("RLXPY_CACHE_DIR", str(tmp_path / "cache"))
 
 

@@ -11,6 +11,7 @@ from rlxpy import GraphBuilder
 from rlxpy.interp import RULES, evaluate
 from rlxpy.ir import OPS
 from reference import linear_matrix, position_encoding
+from conftest import legacy
 
 
 def run_one(build, **inputs):
@@ -98,7 +99,7 @@ def test_fused_matmul_is_the_composition(rng):
         return b.scale(b.upsample_add(y, c, mode="bilinear"), factor=0.5)
 
     def fused(b, x, w, bias, c):
-        return b.fused_matmul(x, w, bias, c, bias=True, perm=(0, 3, 1, 2), upsample="bilinear", factor=0.5)
+        return b.fused_matmul(x, w, bias, c, **legacy(bias=True, perm=(0, 3, 1, 2), upsample="bilinear", factor=0.5))
 
     args = dict(x=x, w=w, bias=bias, c=c)
     assert np.array_equal(run_one(fused, **args), run_one(unfused, **args))

@@ -5,6 +5,7 @@ import pytest
 
 from rlxpy import GraphBuilder, TensorType, VerifyError
 from rlxpy.ir import Graph, Node, verify
+from conftest import legacy
 
 
 def small_graph():
@@ -31,7 +32,7 @@ def test_builder_has_a_method_per_compute_op():
     from rlxpy.ir import OPS
     b = GraphBuilder()
     for name, op in OPS.items():
-        if op.kind == "compute":
+        if not op.is_source:
             assert callable(getattr(b, name)) and name in dir(b)
     with pytest.raises(AttributeError):
         b.convolution
@@ -169,10 +170,12 @@ def test_fused_matmul_checks_its_epilogue_operands():
     b = GraphBuilder()
     x, w = b.input("x", (1, 4, 6, 8)), b.input("w", (8, 16))
     bias, coarse = b.input("b", (16,)), b.input("c", (1, 16, 2, 3))
-    y = b.fused_matmul(x, w, bias, coarse, bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5)
+    y = b.fused_matmul(x, w, bias, coarse, **legacy(bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5))
     assert y.shape == (1, 16, 4, 6)
-    with pytest.raises(VerifyError, match="takes 3 operands"):
-        b.fused_matmul(x, w, bias, coarse, bias=True)
+    with pytest.raises(VerifyError, match=r"its epilogue takes 1 operand\(s\) after a and b \(bias_add: bias\), got 2"):
+        b.fused_matmul(x, w, bias, coarse, **legacy(bias=True))
+    with pytest.raises(VerifyError, match=r"epilogue step 0 \(upsample_add\): operands must have the same rank"):
+        b.fused_matmul(x, w, bias, **legacy(perm=(0, 3, 1, 2), upsample="nearest"))
 
 
 def test_types_reject_bad_shapes():
@@ -209,16 +212,16 @@ def test_op_methods_show_operands_and_attributes():
     fused = inspect.signature(GraphBuilder.fused_matmul).parameters
     assert [(p.name, p.kind.name, p.default) for p in fused.values()][1:] == [
         ("a", "POSITIONAL_ONLY", inspect.Parameter.empty), ("b", "POSITIONAL_ONLY", inspect.Parameter.empty),
-        ("epilogue", "VAR_POSITIONAL", inspect.Parameter.empty), ("bias", "KEYWORD_ONLY", False),
-        ("perm", "KEYWORD_ONLY", ()), ("upsample", "KEYWORD_ONLY", "none"), ("factor", "KEYWORD_ONLY", 1.0),
-        ("name", "KEYWORD_ONLY", None)]
+        ("extra", "VAR_POSITIONAL", inspect.Parameter.empty), ("perm", "KEYWORD_ONLY", ()),
+        ("epilogue", "KEYWORD_ONLY", ()), ("name", "KEYWORD_ONLY", None)]
     assert inspect.signature(GraphBuilder.scale).parameters["factor"].default is inspect.Parameter.empty
     text = pydoc.render_doc(GraphBuilder, renderer=pydoc.plaintext)
     for name, op in OPS.items():
-        if op.kind == "compute":
+        if not op.is_source:
             assert f"{name}(self" in text, name
-    assert "mode: a string, one of 'nearest', 'bilinear'; default 'nearest'. Nearest repeats" in text
-    assert "factor: a finite number; required. The multiplier." in text
+    assert "mode: str, one of 'nearest', 'bilinear', default 'nearest': nearest repeats" in text
+    assert "factor: float; required: the multiplier" in text
+    assert "axis: int (axis), default -1: " in text
     assert GraphBuilder.scale.__doc__.startswith(OPS["scale"].summary)
 
 
@@ -234,7 +237,7 @@ def test_an_op_declared_later_gets_a_method_too():
         assert y.shape == (2, 3) and b.nodes[-1].attrs == {"k": 3.0}
         assert str(inspect.signature(b.twice)) == ("(x: rlxpy.ir.builder.Value, /, *, k: float = 2.0, "
                                                    "name: str | None = None) -> rlxpy.ir.builder.Value")
-        assert "k: a finite number; default 2.0. The factor." in b.twice.__doc__ and "twice" in dir(b)
+        assert "k: float, default 2.0: the factor" in b.twice.__doc__ and "twice" in dir(b)
         with pytest.raises(VerifyError, match="unknown attribute 'j'"):
             b.twice(y, j=1)
     finally:

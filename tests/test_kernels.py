@@ -17,13 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rlxpy
-from conftest import scaled_error
+from conftest import legacy, scaled_error
 from reference import bilinear2x, nearest2x
 from rlxpy import GraphBuilder
 from rlxpy.codegen import compile_llvm
 from rlxpy.codegen.isa import host_isa
-from rlxpy.codegen.microkernel import TileShape, choose_tile, pack_weights
-from rlxpy.codegen.plan import ALIGNMENT
+from rlxpy.codegen.emit.register_tile import TileShape, choose_tile, pack_panels
+from rlxpy.codegen.runtime import ALIGNMENT
 from rlxpy.errors import RlxError
 from rlxpy.interp import evaluate
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights
@@ -54,7 +54,7 @@ def fused_graph(batch, h, w, k, n, *, bias, upsample, factor, seed):
     if upsample != "none":
         inputs["coarse"] = rng.standard_normal((batch, n, h // 2, w // 2)).astype(np.float32)
         operands.append(b.input("coarse", (batch, n, h // 2, w // 2)))
-    b.output("y", b.fused_matmul(*operands, bias=bias, perm=(0, 3, 1, 2), upsample=upsample, factor=factor))
+    b.output("y", b.fused_matmul(*operands, **legacy(bias=bias, perm=(0, 3, 1, 2), upsample=upsample, factor=factor)))
     def neck(f):                      # the expression in float64, with f applied to every datum
         y = np.einsum("bhwk,kn->bnhw", f(inputs["x"]), f(weights))
         if bias:
@@ -145,11 +145,16 @@ def test_large_output_streaming_stores_aligned_and_not(rng):
 
 def test_weight_packing_layout(rng):
     w = rng.standard_normal((5, 14)).astype(np.float32)
-    packed = pack_weights(w, 6)
+    packed = pack_panels(w, 6, "short")
     assert packed.shape == (5 * 14,)
     panels = packed[:2 * 5 * 6].reshape(2, 5, 6)
     assert np.array_equal(panels[1, 3], w[3, 6:12])
     assert np.array_equal(packed[2 * 5 * 6:].reshape(5, 2), w[:, 12:])
+    overlap = pack_panels(w, 6, "overlap")                   # the last panel: the last 6 columns
+    assert overlap.shape == (3 * 5 * 6,) and np.array_equal(overlap[2 * 5 * 6:].reshape(5, 6), w[:, 8:])
+    pad = pack_panels(w, 6, "pad")                           # the last panel: 2 columns, then zeros
+    last = pad[2 * 5 * 6:].reshape(5, 6)
+    assert np.array_equal(last[:, :2], w[:, 12:]) and not last[:, 2:].any()
 
 
 def test_tile_shape_fits_the_register_file():
@@ -169,7 +174,7 @@ def test_vector_lanes_override_is_checked(monkeypatch):
 # -- what the rule declines, and the report saying so ------------------------------------------------
 
 
-def declined_by(build, ran="fused_matmul"):
+def declined_by(build, ran="gemm"):
     """{rule: why} of the rules that declined the one node `build` makes; `ran` took it."""
     b = GraphBuilder("g")
     b.output("y", build(b))
@@ -197,8 +202,9 @@ def test_declines_other_layouts(rng):
     assert "expected [batch, height, width, K]" in why[RULE]          # a broadcast against batched b
     assert why[CL_RULE] == "perm [0, 3, 1, 2]: this rule writes the result channels-last (no perm)"
     why = declined_by(lambda b: b.fused_matmul(b.input("x", (1, 4, 3)), b.const(w), b.input("c", (1, 2, 2)),
-                                               upsample="nearest"))
-    assert why[CL_RULE] == "upsample of a channels-last result (it would act on rows and channels)"
+                                               **legacy(upsample="nearest")))
+    assert why[CL_RULE] == ("epilogue step upsample_add reads 'upsample2x' operands; this rule's epilogue "
+                            "reads operands along the channels only")
 
 
 def test_declines_a_k_too_large_for_the_stack_panel(rng):
@@ -231,7 +237,7 @@ def channels_last_graph(lead, k, n, *, bias, factor, op, seed):
     else:
         operands = [x, b.const(weights)] + ([b.const(bias_v)] if bias else [])
         perm = tuple(range(len(lead) + 1)) if op == "identity" else ()
-        y = b.fused_matmul(*operands, bias=bias, perm=perm, factor=factor)
+        y = b.fused_matmul(*operands, **legacy(bias=bias, perm=perm, factor=factor))
     b.output("y", y)
     def rows(f):
         y = f(inputs["x"]) @ f(weights)

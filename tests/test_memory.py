@@ -167,7 +167,7 @@ SCENARIOS = textwrap.dedent('''
     attempt("interp node", lambda: interp(x=x))
     llvm = rlxpy.compile(chain(n), target="llvm", threads=1, cache=False)
     attempt("llvm output", lambda: llvm(x=x))
-    attempt("llvm scratch", lambda: llvm.plan._new_buffer_set())
+    attempt("llvm scratch", lambda: llvm.program._new_buffer_set())
 
     b = GraphBuilder("pos")
     b.output("p", b.pos_encoding(batch=1, dim=256, height=256, width=256))   # 64 MiB when folded

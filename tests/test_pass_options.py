@@ -78,7 +78,7 @@ def test_list_passes_shows_the_ranges(ranged):
     text = list_passes()
     assert "max-elements: int = 268435456 (>= 0)" in text
     assert "lanes: int = 8 (1..16)" in text and "mode: str = fast (one of fast, exact)" in text
-    assert "bias: bool = true\n" in text                     # no range: nothing added
+    assert "transpose: bool = true\n" in text                # no range: nothing added
 
 
 @pytest.mark.parametrize("option_name", ["print_ir_after", "print_ir_before"])

@@ -11,6 +11,7 @@ from rlxpy.ir.compare import structural_diff
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_weights
 from rlxpy.params import bind_params
 from rlxpy.passes import PASSES, PIPELINES, PassManager, parse_pipeline
+from conftest import legacy
 
 
 def run(pipeline, graph):
@@ -89,7 +90,7 @@ def test_fuse_epilogue_before_expected(rng):
     before = level_graph()
     e = GraphBuilder("g")
     x, c, w, bias = e.input("x", (1, 4, 6, 8)), e.input("c", (1, 16, 2, 3)), e.input("w", (8, 16)), e.input("bias", (16,))
-    e.output("out", e.fused_matmul(x, w, bias, c, bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5))
+    e.output("out", e.fused_matmul(x, w, bias, c, **legacy(bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5)))
     after, log = run("fuse-epilogue", before)
     assert_same(after, e.build())
     fused = after.of_op("fused_matmul")[0]
@@ -107,7 +108,7 @@ def test_fuse_epilogue_stops_at_a_value_that_is_needed(rng):
     before = b.build()
     e = GraphBuilder("g")
     x, w, bias = e.input("x", (5, 8)), e.input("w", (8, 16)), e.input("bias", (16,))
-    y = e.fused_matmul(x, w, bias, bias=True)
+    y = e.fused_matmul(x, w, bias, **legacy(bias=True))
     e.output("y", y)
     e.output("z", e.scale(y, factor=2.0))
     after, log = run("fuse-epilogue", before)
@@ -118,16 +119,15 @@ def test_fuse_epilogue_stops_at_a_value_that_is_needed(rng):
 
 
 @pytest.mark.parametrize("build, reason", [
-    (lambda b, x, w: b.bias_add(b.matmul(x, w), b.input("bb", (5,)), axis=0),
-     "bias_add on axis 0, not the matmul's last (output-channel) axis"),
     (lambda b, x, w: b.upsample_add(b.input("fine", (10, 32)), b.matmul(x, w)),
-     "is its coarse operand, which is upsampled; only the fine operand can carry a matmul epilogue"),
-    (lambda b, x, w: b.bias_add(b.scale(b.matmul(x, w), factor=2.0), b.input("bb", (16,))),
-     "bias_add cannot follow scale in one epilogue; the order is bias_add -> transpose -> upsample_add -> scale, each at most once"),
+     "%0 is not its first operand ('x'), the value an epilogue step acts on"),
     (lambda b, x, w: b.transpose(b.transpose(b.matmul(x, w), perm=(1, 0)), perm=(1, 0)),
-     "transpose cannot follow transpose in one epilogue"),
+     "the chain already stores its result permuted; one transpose per epilogue"),
     (lambda b, x, w: b.scale(b.input("other", (5, 16)), factor=2.0),
      "its operand %other (input) does not end a matmul chain"),
+    (lambda b, x, w: b.transpose(b.upsample_add(b.matmul(b.input("x4", (2, 4, 6, 8)), b.input("w4", (8, 16))),
+                                                b.input("c4", (2, 4, 3, 8))), perm=(0, 3, 1, 2)),
+     "upsample_add before it upsamples the last two axes, which perm [0, 3, 1, 2] moves"),
 ])
 def test_fusion_report_names_every_miss(build, reason, rng):
     b = GraphBuilder("g")
@@ -141,10 +141,10 @@ def test_fusion_report_names_every_miss(build, reason, rng):
 
 def test_fuse_epilogue_options_disable_steps(rng):
     before = level_graph()
-    after, log = run("fuse-epilogue{upsample=false}", before)
+    after, log = run("fuse-epilogue{skip=upsample_add}", before)
     assert [n.op for n in after if n.op not in ("input",)] == ["fused_matmul", "upsample_add", "scale"]
-    assert "disabled by the option fuse-epilogue{upsample=false}" in log.report()
-    after, _ = run("fuse-epilogue{bias=false,transpose=false}", before)
+    assert "disabled by the option fuse-epilogue{skip=upsample_add}" in log.report()
+    after, _ = run("fuse-epilogue{skip=bias_add transpose=false}", before)
     assert [n.op for n in after if n.op != "input"] == ["matmul", "bias_add", "transpose", "upsample_add", "scale"]
     assert_meaning_kept(before, after, rng)
 
@@ -244,17 +244,17 @@ def test_compile_runs_the_default_pipeline(rng):
 def test_compile_report_prints_the_fusion_report(capsys):
     cfg = FpnNeckConfig.for_hiera("tiny", image_size=64)
     rlxpy.compile(build_fpn_neck_ir(cfg), synthetic_fpn_neck_weights(cfg),
-                  pipeline="fold-constants,fuse-epilogue{scale=false upsample=false}", report=True)
+                  pipeline="fold-constants,fuse-epilogue{skip=scale+upsample_add}", report=True)
     err = capsys.readouterr().err
     assert "fuse-epilogue report: 4 applied, 1 missed" in err
-    assert "missed  %features2: not fused: disabled by the option fuse-epilogue{upsample=false}" in err
+    assert "missed  %features2: not fused: disabled by the option fuse-epilogue{skip=scale+upsample_add}" in err
 
 
 # -- pipelines ---------------------------------------------------------------------------------------
 
 def test_pipeline_strings_round_trip():
-    passes = parse_pipeline(" fold-constants , fuse-epilogue{upsample=false, scale=0},cse,dce")
-    assert ",".join(p.spelling() for p in passes) == "fold-constants,fuse-epilogue{upsample=false scale=false},cse,dce"
+    passes = parse_pipeline(" fold-constants , fuse-epilogue{skip=upsample_add, transpose=0},cse,dce")
+    assert ",".join(p.spelling() for p in passes) == "fold-constants,fuse-epilogue{transpose=false skip=upsample_add},cse,dce"
     assert str(PassManager("default")) == PIPELINES["default"]
     assert str(PassManager("default,cse")) == PIPELINES["default"] + ",cse"
     assert str(PassManager("fold-constants{max-elements=10}")) == "fold-constants{max-elements=10}"
@@ -263,13 +263,14 @@ def test_pipeline_strings_round_trip():
 
 @pytest.mark.parametrize("pipeline, message", [
     ("fold-constants,fuse", "unknown pass 'fuse'; passes: cse, dce, fold-constants, fuse-epilogue; pipelines: default, none"),
-    ("fuse-epilogue{fast=true}", "pass 'fuse-epilogue' has no option 'fast'; its options: bias, transpose, upsample, scale"),
-    ("fuse-epilogue{upsample=maybe}", "option 'upsample' expects true or false, got 'maybe'"),
+    ("fuse-epilogue{fast=true}", "pass 'fuse-epilogue' has no option 'fast'; its options: transpose, skip"),
+    ("fuse-epilogue{transpose=maybe}", "option 'transpose' expects true or false, got 'maybe'"),
+    ("fuse-epilogue{skip=matmul}", "option skip: 'matmul' is not a pointwise or layout op"),
     ("fold-constants{max-elements=lots}", "option 'max-elements' expects an integer, got 'lots'"),
-    ("fuse-epilogue{upsample}", "option 'upsample' must be written name=value"),
+    ("fuse-epilogue{transpose}", "option 'transpose' must be written name=value"),
     ("cse,,dce", "bad pipeline 'cse,,dce' at character 5"),
     ("cse,", "trailing ','"),
-    ("fuse-epilogue{upsample=false", "bad pipeline"),
+    ("fuse-epilogue{skip=upsample_add", "bad pipeline"),
     ("default{x=1}", "pipeline 'default' takes no options"),
 ])
 def test_bad_pipelines(pipeline, message):

@@ -172,7 +172,7 @@ def test_a_name_taken_by_another_plugin_names_both(tmp_path):
 def test_difftest_records_the_plugin_and_replay_loads_it_in_a_fresh_process(tmp_path, capsys):
     plugin = write(tmp_path / "bump.py", BUMP)
     pipeline = "test-bump-scales,default"
-    code = main(["difftest", "--count", "8", "--pipeline", pipeline, "--target", "interp", "--no-reduce",
+    code = main(["difftest", "--count", "30", "--pipeline", pipeline, "--target", "interp", "--no-reduce",
                  "--out", str(tmp_path / "failures"), "--load-pass-plugin", str(plugin)])
     out = capsys.readouterr().out
     assert code == 1 and "after pass test-bump-scales" in out
@@ -197,7 +197,7 @@ def test_difftest_records_the_plugin_and_replay_loads_it_in_a_fresh_process(tmp_
 
 def test_replay_names_a_recorded_plugin_that_is_gone(tmp_path, capsys):
     plugin = write(tmp_path / "bump.py", BUMP)
-    main(["difftest", "--count", "8", "--pipeline", "test-bump-scales", "--target", "interp", "--no-reduce",
+    main(["difftest", "--count", "30", "--pipeline", "test-bump-scales", "--target", "interp", "--no-reduce",
           "--out", str(tmp_path / "failures"), "--load-pass-plugin", str(plugin)])
     folder = Path(capsys.readouterr().out.split("reproducer: ")[1].splitlines()[0])
     plugins._LOADED.clear()

@@ -9,7 +9,7 @@ import pytest
 
 import rlxpy
 from rlxpy import GraphBuilder, TensorType, VerifyError
-from rlxpy.codegen.plan import ALIGNMENT, aligned_empty
+from rlxpy.codegen.runtime import ALIGNMENT, aligned_empty
 from rlxpy.ir import Graph, Node, verify
 from rlxpy.ir.types import MAX_BYTES, MAX_RANK, TypeLimitError
 

@@ -19,8 +19,10 @@ from rlxpy import GraphBuilder, ParseError, load_graph, parse_graph, print_graph
 from rlxpy.cli import main
 from rlxpy.interp import evaluate, sine_position_encoding
 from rlxpy.ir import OPS, Graph, Node, TensorType
+from rlxpy.ir.ops import POINTWISE
 from rlxpy.models.sam2 import FpnNeckConfig, build_fpn_neck_ir
 from rlxpy.params import bind_params
+from conftest import legacy
 
 
 def parsed_origin(origin: str) -> str:
@@ -86,12 +88,16 @@ def every_op_graph(rng) -> Graph:
     r = b.reshape(scaled[0], shape=(2, 16, 24))
     pos = b.pos_encoding(batch=2, dim=16, height=4, width=6, temperature=20.5)
     pos_default = b.pos_encoding(batch=1, dim=4, height=1, width=1)
-    fused = b.fused_matmul(x, w, bias, coarse, bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5)
+    fused = b.fused_matmul(x, w, bias, coarse, **legacy(bias=True, perm=(0, 3, 1, 2), upsample="nearest", factor=0.5))
     plain = b.fused_matmul(x, w)                                        # every attribute default
     batched = b.matmul(b.input("a", (3, 1, 2, 5)), b.input("bb", (4, 5, 2)))   # broadcasting
     mm = b.matmul(eight, b.const(rng.standard_normal((4, 2))))
     for i, v in enumerate([r, pos, pos_default, fused, plain, batched, mm, scalar, *scaled]):
         b.output(f"out_{i}", v)
+    covered = {n.op for n in b.nodes}
+    for op in OPS.values():       # a pointwise op declared later: its default form, by its declaration
+        if op.name not in covered and op.has(POINTWISE) and all(a.kind == "elementwise" for a in op.access):
+            b.output(f"op_{op.name}", b.op(op.name, *[near] * len(op.access)))
     b.output("again", fused)                                           # one value, two outputs
     graph = b.build()
     # provenance as passes will record it, including a name that needs escapes
@@ -118,8 +124,8 @@ def test_every_op_and_attribute_kind_round_trips(rng):
     assert "{factor = 1.0}" in text                   # scale's factor has no default: always printed
     assert "{batch = 2, dim = 16, height = 4, width = 6, temperature = 20.5}" in text
     assert "{batch = 1, dim = 4, height = 1, width = 1} :" in text
-    assert ('fused_matmul(%x, %w.0$a-b, %_, %0coarse) {bias = true, perm = [0, 3, 1, 2], '
-            'upsample = "nearest", factor = 0.5} : tensor<2x16x4x6xf32>') in text
+    assert ('fused_matmul(%x, %w.0$a-b, %_, %0coarse) {perm = [0, 3, 1, 2], epilogue = [bias_add {axis = 1}, '
+            'upsample_add, scale {factor = 0.5}]} : tensor<2x16x4x6xf32>') in text
     assert "fused_matmul(%x, %w.0$a-b) : tensor<2x4x6x16xf32>" in text
     assert "matmul(%a, %bb) : tensor<3x4x2x2xf32>" in text
     round_trip(graph)
@@ -571,7 +577,7 @@ PARSE_ERRORS = [
      "expected a node ('%name = op ...'), an output ('output @name = %value') or '}' to close the graph, got 'outputs'"),
     ("unexpected-char", edit("(%x, %w)", "(%x; %w)"), 4, 17, "unexpected character ';'"),
     ("bad-attribute-value", edit("[1, 0]", "[1, @0]"), 5, 34,
-     "expected an attribute value (a number, true, false, a string or a [list]), got '@0'"),
+     "expected an attribute value (a number, true, false, a string, a [list] or an op), got '@0'"),
     ("unclosed-graph", BASE[:-2], 7, 1, "expected a node ('%name = op ...'), an output ('output @name = %value') "
      "or '}' to close the graph, got end of file"),
     ("trailing-garbage", BASE + "%z = input\n", 8, 1,
@@ -583,9 +589,7 @@ PARSE_ERRORS = [
     ("deep-list", edit("[1, 0]", "[1, " + "[" * 70 + "]" * 70 + "]"), 5, 98, "lists nested more than 64 deep"),
     ("huge-int", edit("[1, 0]", "[1, 99999999999999999999]"), 5, 34, "integer 99999999999999999999 does not fit in 64 bits"),
     # ops and attributes
-    ("unknown-op", edit("matmul", "matmull"), 4, 8,
-     "unknown op 'matmull'; known ops: bias_add, const, fused_matmul, input, matmul, param, pos_encoding, "
-     "reshape, scale, transpose, upsample_add"),
+    ("unknown-op", edit("matmul", "matmull"), 4, 8, "unknown op 'matmull'; known ops: " + ", ".join(sorted(OPS))),
     ("unknown-attribute", edit("{perm = ", "{perms = "), 5, 23,
      "node %t (transpose): unknown attribute 'perms' (this op's attributes: perm)"),
     ("ill-typed-attribute", edit("[1, 0]", "[1.0, 0]"), 5, 30,
@@ -778,12 +782,12 @@ def test_graph_dot_to_stdout_escapes_odd_names(tmp_path, capsys):
     b = GraphBuilder("odd")
     x = b.input("x", (2, 2))
     w = b.param('say "hi"\\n', (2, 2), value_name="w$-1")
-    b.output("y", b.fused_matmul(x, w, b.const(np.arange(2) + 0.5), bias=True))
+    b.output("y", b.fused_matmul(x, w, b.const(np.arange(2) + 0.5), **legacy(bias=True)))
     save_graph(b.build(), tmp_path / "odd.rlx")
     assert main(["graph", str(tmp_path / "odd.rlx"), "--dot", "-"]) == 0
     labels, edges = dot_vertices(capsys.readouterr().out)
     assert labels["n1"] == '"param\\n%w$-1\\n{name = \\"say \\\\\\"hi\\\\\\"\\\\\\\\n\\"}\\ntensor<2x2xf32>"'
-    assert sorted(e[2] for e in edges if e[1] == "n3") == ['"a"', '"b"', '"epilogue.0"']
+    assert sorted(e[2] for e in edges if e[1] == "n3") == ['"a"', '"b"', '"extra.0"']
 
 
 def fake_dot(bin_dir: Path, body: str) -> None:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..codegen.isa import host_isa
-from ..codegen.plan import aligned_empty
+from ..codegen.runtime import aligned_empty
 from ..codegen.target import host
 from ..errors import RlxError
 from ..models.sam2 import FpnNeckConfig, build_fpn_neck_ir, synthetic_fpn_neck_inputs, synthetic_fpn_neck_weights

@@ -1,7 +1,7 @@
 """The register tile's own ceiling: the neck's micro-kernel with every operand in cache.
 
 The FMA floor says what the FMA units could do; this says what the micro-kernel rlxpy generates
-(`codegen.microkernel.register_tile`, the same tile shape and k loop the neck's kernels run) does
+(`codegen.emit.register_tile.register_tile`, the same tile shape and k loop the neck's kernels run) does
 when nothing else gets in its way: its pixel panel sits in L1, its weight panels in L2, and its
 results go to a small buffer in cache. No packing, no upsampling, no streaming stores, no memory
 traffic, no threads joining. The gap between this row and the floor is the tile itself on this
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 import llvmlite.ir as ir
 import numpy as np
 
-from ..codegen.emit import FLOAT_PTR, I64, VOID, FunctionBuilder
+from ..codegen.emit.builder import FLOAT_PTR, I64, VOID, FunctionBuilder
 from ..codegen.isa import host_isa
 from ..codegen.jit import CompiledModule, compile_module
-from ..codegen.microkernel import TileShape, choose_tile, register_tile
-from ..codegen.plan import aligned_empty
-from ..codegen.simd import vload, vstore
+from ..codegen.emit.register_tile import TileShape, choose_tile, register_tile
+from ..codegen.runtime import aligned_empty
+from ..codegen.emit.simd import vload, vstore
 from ..codegen.target import host
 
 K = 112                        # the neck's level-0 K (base_plus): its panel fits L1

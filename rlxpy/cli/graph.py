@@ -83,7 +83,7 @@ def _vertex(node: Node) -> dict[str, str]:
 
 
 def _role(node: Node, i: int) -> str:
-    """The operand's name in the op's declaration: a, b, bias, epilogue.0, ..."""
+    """The operand's name in the op's declaration: a, b, bias, extra.0, ..."""
     opdef = OPS.get(node.op)
     if opdef is None:
         return str(i)

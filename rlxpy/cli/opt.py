@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("input", nargs="?", metavar="IN.rlx", help="graph to optimise ('-' reads stdin)")
     p.add_argument("-p", "--pass-pipeline", dest="pipeline", default="default",
-                   help="e.g. 'fold-constants,fuse-epilogue{upsample=false},cse,dce' (default: default)")
+                   help="e.g. 'fold-constants,fuse-epilogue{skip=upsample_add},cse,dce' (default: default)")
     p.add_argument("-o", "--output", metavar="OUT.rlx", help="save the result (and its constants) here instead of printing it")
     p.add_argument("--consts", choices=CONSTS, default="auto",
                    help="where the data of large constants goes: 'resources' in the text (base64, after the "

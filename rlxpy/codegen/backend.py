@@ -1,4 +1,10 @@
-"""`compile_llvm`: lower a bound, optimised graph to one LLVM module, JIT it and plan its runs."""
+"""`compile_llvm`: select a rule for every node, then (on an object-cache miss) emit one LLVM module,
+compile and load it, and hand the kernels to the runtime.
+
+    select (match: Spec per node, no IR) -> key -> cache hit: object code
+                                               -> miss: emit (rule.emit per kernel) -> optimise -> object code
+    -> load (MCJIT) -> Program (buffers, threads) -> LLVMExecutable
+"""
 
 from __future__ import annotations
 
@@ -12,11 +18,14 @@ from ..ir.verify import verify, where
 from ..memory import check_fits
 from .cache import Entry, KernelInfo, ObjectCache, default_cache_dir
 from .debug import banner, debug_level, emit
-from .executable import LLVMExecutable
+from .isa import host_isa
 from .jit import build_object, load_module
+from .kernel import Kernel, Step
 from .key import module_key
-from .lower import Step, emit_module, fallbacks, plan_graph, with_costs
-from .plan import Layout, Plan
+from .module import emit_module
+from .runtime import LLVMExecutable, Program
+from .runtime.program import Layout
+from .select import fallbacks, select
 from .target import host
 
 COMPARE_WITH = (None, "interp")
@@ -56,38 +65,35 @@ def compile_llvm(graph: Graph, source: Graph | None = None, *, strict: bool = Fa
     start = time.perf_counter()
 
     verify(graph)
-    steps = plan_graph(graph)
+    steps = select(graph, host_isa())
     _check_strict(steps, strict)
     check_fits(Layout(graph, steps).call_bytes(), f"a call of @{graph.name} on llvm")
-    natives = [s for s in steps if s.kind == "native"]
-    key = module_key(graph, steps) if natives and object_cache is not None else None
-    times["plan"] = time.perf_counter() - start
+    kernels = [s for s in steps if isinstance(s, Kernel)]
+    key = module_key(graph.name, kernels) if kernels and object_cache is not None else None
+    times["select"] = time.perf_counter() - start
     if level >= 1:
         where_cache = object_cache.directory if object_cache else "off"
         emit(f"rlxpy llvm: @{graph.name}: llvmlite.ir -> parse, verify -> new pass manager "
              f"O{host().opt_level} -> object code -> MCJIT  [{host().describe()}; cache {where_cache}]")
         for s in steps:
-            what = {"native": lambda: s.plan.symbol,
-                    "alias": lambda: f"view of %{s.node.operands[s.alias.operand]}",
+            what = {"native": lambda: f"{s.symbol} (rule {s.rule})",
+                    "alias": lambda: f"view of %{s.node.operands[s.operand]}",
                     "interp": lambda: s.reason}[s.kind]()
             emit(f"rlxpy llvm:   %{s.node.name} ({s.node.op}) -> {s.kind}: {what}")
 
     entry, status = None, "off"
     if key is not None:
         entry, status = object_cache.load(key)
-        planned = [(s.plan.symbol, s.plan.extent) for s in natives]
-        if entry is not None and [(k.symbol, k.extent) for k in entry.kernels] != planned:
-            entry, status = None, "corrupt (its kernels differ from the plan)"
+        if entry is not None and list(entry.symbols) != [k.symbol for k in kernels]:
+            entry, status = None, "corrupt (its kernels differ from the selection)"
     if entry is None:
-        entry, steps, status = _build(graph, steps, strict, object_cache, key, status, times)
-    else:
-        steps = with_costs(steps, {k.symbol: k.cost for k in entry.kernels})
+        entry, status = _build(graph.name, kernels, object_cache, key, status, times)
     if level >= 3:
         emit(banner(f"LLVM IR of @{graph.name}", entry.ir_text))
 
     module = load_module(graph.name, entry, status)
     times.update(module.times)
-    plan = Plan(graph, steps, module, threads)
+    program = Program(graph, steps, module, threads)
     times["total"] = time.perf_counter() - start
     if level >= 1:
         stages = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items())
@@ -99,7 +105,7 @@ def compile_llvm(graph: Graph, source: Graph | None = None, *, strict: bool = Fa
         emit(banner(f"Assembly of @{graph.name}", module.asm))
     if dump_dir is not None:
         _dump(Path(dump_dir), graph.name, module, has_code)
-    return LLVMExecutable(graph, source, steps, module, plan, compare_with=compare_with, times=times)
+    return LLVMExecutable(graph, source, steps, module, program, compare_with=compare_with, times=times)
 
 
 def _check_strict(steps: list[Step], strict: bool) -> None:
@@ -111,26 +117,21 @@ def _check_strict(steps: list[Step], strict: bool) -> None:
                            f"the interpreter{more}")
 
 
-def _build(graph: Graph, steps: list[Step], strict: bool, object_cache: ObjectCache | None, key: str | None,
-           status: str, times: dict[str, float]) -> tuple[Entry, list[Step], str]:
+def _build(name: str, kernels: list[Kernel], object_cache: ObjectCache | None, key: str | None,
+           status: str, times: dict[str, float]) -> tuple[Entry, str]:
     """A cache miss (or no cache): emit the module's IR, compile it, and store the entry."""
     t = time.perf_counter()
-    emitted = emit_module(graph, steps)
-    times["lower"] = time.perf_counter() - t
-    steps = emitted.steps
-    _check_strict(steps, strict)
-    kernels = tuple(KernelInfo(s.kernel.symbol, s.kernel.extent, s.kernel.cost) for s in steps if s.kind == "native")
+    ir_text = emit_module(name, kernels)
+    times["emit"] = time.perf_counter() - t
+    infos = tuple(KernelInfo(k.symbol, k.extent, k.cost) for k in kernels)
     if not kernels:
-        return Entry(b"", (), _ir_text=emitted.ir_text), steps, "not needed (no kernels)"
-    obj = build_object(graph.name, emitted.ir_text, tuple(k.symbol for k in kernels), times)
-    entry = Entry(obj, kernels, _ir_text=emitted.ir_text)
+        return Entry(b"", (), _ir_text=ir_text), "not needed (no kernels)"
+    obj = build_object(name, ir_text, tuple(k.symbol for k in kernels), times)
+    entry = Entry(obj, infos, _ir_text=ir_text)
     if object_cache is None or key is None:
-        return entry, steps, status
-    if emitted.deviations:
-        # the plan's key does not describe this code: never store it under that key
-        return entry, steps, "not stored (" + "; ".join(emitted.deviations) + ")"
+        return entry, status
     object_cache.store(key, entry)
-    return entry, steps, {"off": "off", "miss": "miss"}.get(status, f"{status}, recompiled")
+    return entry, {"off": "off", "miss": "miss"}.get(status, f"{status}, recompiled")
 
 
 def _object_cache(cache) -> ObjectCache | None:

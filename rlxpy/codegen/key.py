@@ -1,6 +1,6 @@
 """The object cache's key: everything that determines the generated code, known before emitting it.
 
-    module_key(graph, steps)  (steps from lower.plan_graph)
+    module_key(name, kernels)  (kernels from select.select)
 
 It is a SHA-256 over
 - this key scheme's version;
@@ -8,12 +8,12 @@ It is a SHA-256 over
   (`Host.cache_identity`), and the vector width override rules read (`isa.identity`);
 - the code generator: a digest of every source file of `rlxpy.codegen` (so editing a rule, a helper
   or this file invalidates entries), and of the file of each chosen rule defined elsewhere;
-- the module name, and per native node, in order: its symbol, op, chosen rule, attributes, operand
-  types and which operands are compile-time constants, result type, the kernel's extent, the shapes
-  and dtypes of its constants, and the data it declared baked into code (values included).
+- the module name, and per kernel, in order: its symbol, its rule (name and code identity), its
+  Spec (every field: what the rule's `emit` may read), and the shapes and dtypes of the arrays it
+  receives by pointer.
 
-Constant VALUES are not in it unless a rule bakes them: kernels receive constants by pointer, so
-one entry serves any weights of the same shapes.
+Constant VALUES are not in it: kernels receive constants by pointer, so one entry serves any
+weights of the same shapes. A rule whose code depends on a value puts that value in its Spec.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..ir.graph import Graph
 from .isa import identity as isa_identity
+from .rule import spec_key
 from .target import host
 
 if TYPE_CHECKING:
-    from .lower import Step
+    from .kernel import Kernel
 
-VERSION = 1
+VERSION = 2
 PACKAGE = Path(__file__).resolve().parent
 
 
@@ -55,9 +55,9 @@ def package_digest() -> str:
 
 
 def rule_digest(fn) -> str:
-    """What identifies a lowering rule's code beyond the package digest: "" for rlxpy.codegen's own
-    rules, else the digest of the file that defines it, else of its compiled code (a rule typed at
-    a prompt)."""
+    """What identifies a lowering rule's code (a Rule class, or a function) beyond the package
+    digest: "" for rlxpy.codegen's own rules, else the digest of the file that defines it, else of
+    its compiled code (a rule typed at a prompt)."""
     try:
         return _cached_rule_digest(fn)
     except TypeError:                                 # an unhashable callable: not cached
@@ -84,11 +84,18 @@ def _rule_digest(fn) -> str:
     code = getattr(target, "__code__", None)
     if code is not None:
         return "code " + hashlib.sha256(marshal.dumps(code)).hexdigest()
+    if isinstance(target, type):                      # a class: the code of its methods
+        h = hashlib.sha256()
+        for klass in target.__mro__:
+            for name, member in sorted(vars(klass).items()):
+                if hasattr(member, "__code__"):
+                    h.update(name.encode() + marshal.dumps(member.__code__))
+        return "class " + h.hexdigest()
     # nothing stable to name it by: a key no later compile repeats, so it never hits
     return f"unidentified {id(fn)} {id(sys.modules)}"
 
 
-def module_key(graph: Graph, steps: list["Step"]) -> str:
+def module_key(name: str, kernels: list["Kernel"]) -> str:
     h = hashlib.sha256()
 
     def line(text: str) -> None:
@@ -99,19 +106,8 @@ def module_key(graph: Graph, steps: list["Step"]) -> str:
     line(host().cache_identity())
     line(isa_identity())
     line(f"codegen {package_digest()}")
-    line(f"module {graph.name!r}")
-    for s in steps:
-        if s.kind != "native":
-            continue
-        node, p = s.node, s.plan
-        attrs = ", ".join(f"{name}={value!r}" for name, value in sorted(node.attrs.items()))
-        operands = ", ".join(f"{graph.type_of(o)}{' const' if graph[o].op == 'const' else ''}"
-                             for o in node.operands)
-        constants = ", ".join(f"{c.dtype}{list(c.shape)}" for c in p.constants)
-        line(f"kernel {p.symbol!r} = {node.op} by {s.rule!r} [{p.source}] {{{attrs}}} ({operands}) -> {node.type} "
-             f"extent {p.extent} constants [{constants}]")
-        for name in sorted(p.baked):
-            data = p.baked[name]
-            line(f"  baked {name!r} {data.dtype.str}{list(data.shape)}")
-            h.update(data.tobytes())
+    line(f"module {name!r}")
+    for k in kernels:
+        constants = ", ".join(f"{c.dtype}{list(c.shape)}" for c in k.constants)
+        line(f"kernel {k.symbol!r} by {k.rule!r} [{k.source}] {spec_key(k.spec)} constants [{constants}]")
     return h.hexdigest()

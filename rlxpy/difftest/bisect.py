@@ -14,7 +14,7 @@ from ..interp import evaluate
 from ..ir.graph import Graph
 from ..passes import PassManager
 from .check import check_kernels, compare_outputs
-from .tolerance import Budget
+from ..numerics import Budget
 
 
 @dataclass

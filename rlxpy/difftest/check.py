@@ -22,7 +22,7 @@ from ..interp import evaluate, evaluate_node
 from ..ir.graph import Graph
 from ..params import bind_params
 from ..passes import Instrument, Pass, PassManager
-from .tolerance import Budget
+from ..numerics import Budget, node_budget
 
 
 @dataclass(frozen=True)
@@ -131,20 +131,16 @@ def _check_native(graph: Graph, inputs, oracle, budget: Budget) -> list[Mismatch
 
 
 def check_kernels(exe, inputs) -> list[Mismatch]:
-    """Every native node against its interpreter rule, on the operands the native plan gave it.
-    The budget of a single node is its own reduction length over the magnitude of its operands."""
+    """Every native node against its interpreter rule, on the operands the native plan gave it,
+    within the node's own budget (`numerics.node_budget`)."""
     values = exe.trace(**inputs)                 # every value as the native plan computed it
     graph = exe.graph
     for node in graph.nodes:
         if exe.placement.get(node.name) != "native":
             continue
-        expected = evaluate_node(node, [values[o] for o in node.operands])
-        distinct = list(dict.fromkeys(node.operands))
-        sources = [graph[o].with_(op="input", attrs={"name": f"a{i}"}, operands=(), value=None)
-                   for i, o in enumerate(distinct)]
-        single = Graph("node", sources + [node], {"out": node.name})
-        args = {f"a{i}": values[o] for i, o in enumerate(distinct)}
-        budget = Budget.of(single, args)
+        operands = [values[o] for o in node.operands]
+        expected = evaluate_node(node, operands)
+        budget = node_budget(node, operands, [graph.type_of(o) for o in node.operands])
         why = budget.compare("out", values[node.name], expected)
         if why:
             return [Mismatch("kernel", f"%{node.name} ({node.op})", node.op, node.name, why)]

@@ -6,8 +6,9 @@ own data (`rlxpy.difftest.strategies`), which lets hypothesis shrink a failing g
 the choices that built it.
 
 The graphs mix inputs, params and consts of random shapes (odd and size-1 dimensions included);
-every op with random attributes; values reused by several users (shared sub-expressions); several
-outputs; and, often, the matmul -> bias_add -> transpose -> upsample_add -> scale chains that
+every op of the vocabulary, found by its traits and given attributes drawn from its declaration
+(choices, axes, permutations, shapes); values reused by several users (shared sub-expressions);
+several outputs; and, often, the matmul -> pointwise ops -> transpose -> pointwise ops chains that
 fuse-epilogue looks for. Data is random and never zero.
 """
 
@@ -19,14 +20,24 @@ from typing import Protocol, Sequence, TypeVar
 
 import numpy as np
 
+from ..errors import VerifyError
 from ..ir import Graph, GraphBuilder, Value
+from ..ir.ops import (CONTRACTION, FUSED, LAYOUT, NULLARY, OPS, POINTWISE, REQUIRED, Attr, OpDef,
+                      with_trait)
 
 T = TypeVar("T")
 
 DIMS = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16)
 MAX_ELEMENTS = 4096
 FACTORS = (0.5, 2.0, -1.5, 0.25, 3.0)
-OPS = ("matmul", "bias_add", "upsample_add", "scale", "transpose", "reshape", "pos_encoding", "chain")
+# What the generator can make, found by the ops' traits (a new op of a kind joins by itself).
+POINTWISE_OPS = [op for op in with_trait(POINTWISE) if not op.has(FUSED)]
+AXIS_OPS = [op for op in POINTWISE_OPS if any(a.kind == "axis" for a in op.access)]
+CONTRACTION_OPS = [op for op in with_trait(CONTRACTION) if not op.has(FUSED)]
+LAYOUT_OPS = with_trait(LAYOUT)
+PERMUTATION_OPS = [op for op in LAYOUT_OPS if [a.role for a in op.attrs.values()] == ["perm"]]
+NULLARY_OPS = with_trait(NULLARY)
+KINDS = ("pointwise", "pointwise", "contraction", "layout", "nullary", "chain", "chain")
 
 
 class Chooser(Protocol):
@@ -121,7 +132,7 @@ class _Generator:
         found = self.pick(lambda v: v.shape == shape) if self.ch.chance(0.5) else None
         return found or self.leaf(shape)
 
-    # -- ops -----------------------------------------------------------------------------------
+    # -- ops, by what their declarations say they are ------------------------------------------------
 
     def add(self, v: Value | None) -> Value | None:
         if v is not None:
@@ -130,7 +141,74 @@ class _Generator:
                 self.used.update(node.operands)
         return v
 
-    def matmul(self, a: Value | None = None) -> Value | None:
+    def attr_value(self, name: str, attr: Attr, x: Value | None):
+        """A random value for an attribute, from its declaration: its choices, or by its role."""
+        if attr.choices:
+            return self.ch.choice(attr.choices)
+        if attr.role == "axis" and x is not None:
+            return self.ch.integer(-x.type.rank, x.type.rank - 1)
+        if attr.kind == "float":
+            return self.ch.choice(FACTORS)
+        if attr.kind == "bool":
+            return self.ch.chance(0.5)
+        if attr.kind == "int":
+            return self.ch.choice(DIMS) if attr.role == "size" else self.ch.integer(0, 4)
+        return attr.default
+
+    def attrs_for(self, opdef: OpDef, x: Value | None, fixed: dict | None = None) -> dict:
+        """Random values for every attribute without a fixed one; defaults sometimes kept."""
+        out = dict(fixed or {})
+        for name, attr in opdef.attrs.items():
+            if name in out:
+                continue
+            if attr.default is not REQUIRED and attr.role != "size" and self.ch.chance(0.3):
+                continue
+            out[name] = self.attr_value(name, attr, x)
+        return out
+
+    def pointwise(self, opdef: OpDef | None = None, x: Value | None = None, on_last: bool = False) -> Value | None:
+        """A pointwise op on `x` (or a value from the pool), its other operands made to fit its
+        Accesses: the same shape, a rank-1 operand along the chosen axis, a half-size coarse level."""
+        opdef = opdef or self.ch.choice(POINTWISE_OPS)
+        needs_even = any(a.kind == "upsample2x" for a in opdef.access)
+        if x is None and needs_even and self.ch.chance(0.5):
+            coarse = self.pick(lambda v: v.type.rank >= 2 and 4 * v.type.numel <= MAX_ELEMENTS)
+            if coarse is not None:                    # an existing value as the coarse level
+                fine = self.operand(coarse.shape[:-2] + (2 * coarse.shape[-2], 2 * coarse.shape[-1]))
+                return self._pointwise_on(opdef, fine, {1: coarse}, on_last)
+        if x is None and needs_even:
+            x = self.pick(lambda v: v.type.rank >= 2 and v.shape[-1] % 2 == 0 and v.shape[-2] % 2 == 0)
+            if x is None:
+                shape = self.shape(self.ch.integer(2, 4))
+                x = self.leaf(shape[:-2] + (2 * max(1, shape[-2] // 2), 2 * max(1, shape[-1] // 2)))
+        x = x or self.pick() or self.leaf(self.shape())
+        if needs_even and (x.type.rank < 2 or x.shape[-1] % 2 or x.shape[-2] % 2):
+            return None
+        return self._pointwise_on(opdef, x, {}, on_last)
+
+    def _pointwise_on(self, opdef: OpDef, x: Value, given: dict[int, Value], on_last: bool) -> Value | None:
+        fixed = {}
+        for name, attr in opdef.attrs.items():       # an axis along the last dim, when asked
+            if attr.role == "axis" and on_last:
+                fixed[name] = x.type.rank - 1
+        attrs = self.attrs_for(opdef, x, fixed)
+        operands = [x]
+        for i, access in enumerate(opdef.access[1:], start=1):
+            if i in given:
+                operands.append(given[i])
+            elif access.kind == "axis":
+                axis = attrs.get(access.attr, opdef.attrs[access.attr].default) % x.type.rank
+                operands.append(self.operand((x.shape[axis],)))
+            elif access.kind == "upsample2x":
+                operands.append(self.operand(x.shape[:-2] + (x.shape[-2] // 2, x.shape[-1] // 2)))
+            else:
+                operands.append(self.operand(x.shape))
+        try:
+            return self.add(self.b.op(opdef.name, *operands, **attrs))
+        except VerifyError:
+            return None
+
+    def contraction(self, a: Value | None = None) -> Value | None:
         a = a or self.pick(lambda v: v.type.rank >= 2) or self.leaf(self.shape(self.ch.integer(2, 4)))
         k, n = a.shape[-1], self.ch.choice(DIMS)
         batch = a.shape[:-2]
@@ -140,68 +218,70 @@ class _Generator:
             lead = ()
         if math.prod(a.shape[:-1]) * n > MAX_ELEMENTS:
             n = 1
-        return self.add(self.b.matmul(a, self.operand(lead + (k, n))))
+        op = self.ch.choice(CONTRACTION_OPS)
+        return self.add(self.b.op(op.name, a, self.operand(lead + (k, n))))
 
-    def bias_add(self, x: Value | None = None, last: bool = False) -> Value | None:
+    def layout(self, x: Value | None = None, perm: tuple[int, ...] | None = None,
+               opdef: OpDef | None = None) -> Value | None:
+        """A layout op, its attributes made from their roles: a random permutation, or a shape
+        with the same number of elements."""
+        opdef = opdef or self.ch.choice(LAYOUT_OPS)
         x = x or self.pick() or self.leaf(self.shape())
-        axis = x.type.rank - 1 if last else self.ch.integer(-x.type.rank, x.type.rank - 1)
-        return self.add(self.b.bias_add(x, self.operand((x.shape[axis],)), axis=axis))
+        attrs = {}
+        for name, attr in opdef.attrs.items():
+            if attr.role == "perm":
+                attrs[name] = perm if perm is not None else self.permutation(x.type.rank)
+            elif attr.role == "shape":
+                attrs[name] = self.same_size_shape(x.type.numel)
+            else:
+                attrs[name] = self.attr_value(name, attr, x)
+        return self.add(self.b.op(opdef.name, x, **attrs))
 
-    def upsample_add(self, x: Value | None = None) -> Value | None:
-        mode = self.ch.choice(("nearest", "bilinear"))
-        if x is None and self.ch.chance(0.5):        # an existing value as the coarse operand
-            coarse = self.pick(lambda v: v.type.rank >= 2 and 4 * v.type.numel <= MAX_ELEMENTS)
-            if coarse is not None:
-                fine = self.operand(coarse.shape[:-2] + (2 * coarse.shape[-2], 2 * coarse.shape[-1]))
-                return self.add(self.b.upsample_add(fine, coarse, mode=mode))
-        x = x or self.pick(lambda v: v.type.rank >= 2 and v.shape[-1] % 2 == 0 and v.shape[-2] % 2 == 0)
-        if x is None:
-            shape = self.shape(self.ch.integer(2, 4))
-            x = self.leaf(shape[:-2] + (2 * max(1, shape[-2] // 2), 2 * max(1, shape[-1] // 2)))
-        coarse = self.operand(x.shape[:-2] + (x.shape[-2] // 2, x.shape[-1] // 2))
-        return self.add(self.b.upsample_add(x, coarse, mode=mode))
+    def permutation(self, rank: int) -> tuple[int, ...]:
+        perm = list(range(rank))
+        for i in range(rank - 1, 0, -1):              # Fisher-Yates through the chooser
+            j = self.ch.integer(0, i)
+            perm[i], perm[j] = perm[j], perm[i]
+        return tuple(perm)
 
-    def scale(self, x: Value | None = None) -> Value | None:
-        x = x or self.pick() or self.leaf(self.shape())
-        return self.add(self.b.scale(x, factor=self.ch.choice(FACTORS)))
-
-    def transpose(self, x: Value | None = None, perm: tuple[int, ...] | None = None) -> Value | None:
-        x = x or self.pick() or self.leaf(self.shape())
-        if perm is None:
-            perm = list(range(x.type.rank))
-            for i in range(len(perm) - 1, 0, -1):     # Fisher-Yates through the chooser
-                j = self.ch.integer(0, i)
-                perm[i], perm[j] = perm[j], perm[i]
-        return self.add(self.b.transpose(x, perm=tuple(perm)))
-
-    def reshape(self, x: Value | None = None) -> Value | None:
-        x = x or self.pick() or self.leaf(self.shape())
-        remaining, dims = x.type.numel, []
+    def same_size_shape(self, numel: int) -> tuple[int, ...]:
+        remaining, dims = numel, []
         for _ in range(self.ch.integer(0, 3)):
             divisors = [d for d in range(1, remaining + 1) if remaining % d == 0 and d <= 16]
             d = self.ch.choice(divisors)
             dims.append(d)
             remaining //= d
         dims.append(remaining)
-        return self.add(self.b.reshape(x, shape=tuple(dims)))
+        return tuple(dims)
 
-    def pos_encoding(self) -> Value | None:
-        return self.add(self.b.pos_encoding(batch=self.ch.integer(1, 2), dim=self.ch.choice((4, 8, 12)),
-                                            height=self.ch.integer(1, 6), width=self.ch.integer(1, 6)))
+    def nullary(self) -> Value | None:
+        """An op computed from its attributes alone; attributes drawn until its type rule accepts."""
+        opdef = self.ch.choice(NULLARY_OPS)
+        for _ in range(8):
+            attrs = {name: (self.ch.choice((4, 8, 12)) if attr.role == "size" and self.ch.chance(0.5)
+                            else self.ch.integer(1, 6) if attr.role == "size" else self.attr_value(name, attr, None))
+                     for name, attr in opdef.attrs.items()
+                     if attr.default is REQUIRED or self.ch.chance(0.5)}
+            try:
+                return self.add(self.b.op(opdef.name, **attrs))
+            except VerifyError:
+                continue
+        return None
 
     def chain(self) -> Value | None:
-        """The pattern fuse-epilogue looks for, with steps left out at random."""
+        """What fuse-epilogue looks for: a contraction, then pointwise ops, one of them perhaps
+        after a permutation (often channels-last to NCHW)."""
         rank = self.ch.choice((2, 3, 4, 4))
         x = self.pick(lambda v: v.type.rank == rank) or self.leaf(self.shape(rank))
-        y = self.matmul(x)
+        y = self.contraction(x)
         if self.ch.chance(0.8):
-            y = self.bias_add(y, last=True)
+            y = self.pointwise(self.ch.choice(AXIS_OPS), y, on_last=True) or y if AXIS_OPS else y
         if self.ch.chance(0.7):
-            y = self.transpose(y, (0, 3, 1, 2) if rank == 4 and self.ch.chance(0.7) else None)
-        if self.ch.chance(0.6) and y.type.rank >= 2 and y.shape[-1] % 2 == 0 and y.shape[-2] % 2 == 0:
-            y = self.upsample_add(y)
-        if self.ch.chance(0.5):
-            y = self.scale(y)
+            perm = (0, 3, 1, 2) if rank == 4 and self.ch.chance(0.7) else None
+            y = self.layout(y, perm, opdef=PERMUTATION_OPS[0]) if PERMUTATION_OPS else y
+        for _ in range(self.ch.integer(0, 2)):
+            if self.ch.chance(0.7):
+                y = self.pointwise(x=y) or y
         return y
 
     # -- the whole graph -----------------------------------------------------------------------
@@ -209,10 +289,10 @@ class _Generator:
     def run(self) -> Case:
         self.leaf(self.shape(self.ch.integer(2, 4)))
         while len(self.b.nodes) < self.max_nodes:
-            getattr(self, self.ch.choice(OPS))()
-        computed = [v for v in self.pool if self.b.nodes[self._index(v)].op not in ("input", "param", "const")]
+            getattr(self, self.ch.choice(KINDS))()
+        computed = [v for v in self.pool if not OPS[self.b.nodes[self._index(v)].op].is_source]
         if not computed:
-            computed = [self.scale()]
+            computed = [self.pointwise(x=self.pool[-1]) or self.layout(self.pool[-1], opdef=LAYOUT_OPS[0])]
         unused = [v for v in computed if v.name not in self.used]
         outputs = unused[-3:] or computed[-1:]
         if self.ch.chance(0.3):                       # an intermediate as an output too

@@ -5,6 +5,7 @@ Each round tries, in order, transformations that make the case smaller, keeping 
 mismatch survives it, until none does:
 
   drop an output                      (keep at least one)
+  shorten an output                   it takes an operand of the node that computed it
   cut a value loose                   a node becomes a new input holding the value it computed,
                                       so everything downstream still sees the same numbers
   freeze a value                      a node becomes a const holding that value
@@ -28,6 +29,7 @@ import numpy as np
 from ..errors import RlxError
 from ..interp import evaluate
 from ..ir.graph import Graph, Node
+from ..ir.ops import OPS, Step
 from ..ir.types import TensorType
 from ..ir.verify import verify
 from .check import Mismatch, check_case
@@ -115,7 +117,15 @@ def _variants(graph: Graph, inputs: dict[str, np.ndarray]) -> Iterator[Variant]:
         for out in graph.outputs:
             yield "drop output " + out, graph.with_nodes(graph.nodes, {k: v for k, v in graph.outputs.items() if k != out}), inputs
 
-    computed = [n for n in graph.nodes if n.op not in ("input", "param", "const")]
+    # an output takes an operand of the node that computes it (what follows it is dropped)
+    for out, value in graph.outputs.items():
+        node = graph[value]
+        for operand in dict.fromkeys(node.operands):
+            if not OPS[graph[operand].op].is_source:
+                yield (f"output {out} takes %{operand}", graph.with_nodes(graph.nodes, {**graph.outputs, out: operand}),
+                       inputs)
+
+    computed = [n for n in graph.nodes if not OPS[n.op].is_source]
     # cut a value loose: it becomes an input with the value it had (latest nodes first: big cuts)
     for node in reversed(computed):
         name = _fresh(names, "v")
@@ -133,7 +143,7 @@ def _variants(graph: Graph, inputs: dict[str, np.ndarray]) -> Iterator[Variant]:
             if graph.type_of(operand) == node.type:
                 yield f"bypass %{node.name}", _rename(graph, node.name, operand), inputs
     # merge leaves of the same type
-    leaves = [n for n in graph.nodes if n.op in ("input", "const")]
+    leaves = [n for n in graph.nodes if OPS[n.op].is_source]
     for i, a in enumerate(leaves):
         for b in leaves[i + 1:]:
             if a.type == b.type:
@@ -170,14 +180,36 @@ def _rename(graph: Graph, old: str, new: str) -> Graph:
 
 def _leaves_first(graph: Graph) -> Graph:
     """Inputs and consts first (they use nothing), so a merged leaf is defined before its users."""
-    return graph.with_nodes(sorted(graph.nodes, key=lambda n: n.op not in ("input", "const")))
+    return graph.with_nodes(sorted(graph.nodes, key=lambda n: not OPS[n.op].is_source))
+
+
+def _with_roles(opdef, attrs: dict, change) -> dict:
+    """`attrs` with `change(role, value)` applied to every attribute that has a role, the steps of
+    an epilogue included (their axes are the node's own)."""
+    out = dict(attrs)
+    for name, attr in opdef.attrs.items():
+        if name not in out:
+            continue
+        if attr.kind == "steps":
+            out[name] = tuple(Step(st.op, tuple(_with_roles(st.opdef, st.attributes, change).items()))
+                              for st in out[name])
+        elif attr.role:
+            out[name] = change(attr.role, out[name])
+    return out
 
 
 def _shrink(graph: Graph, inputs: dict[str, np.ndarray], sizes: dict[int, int]) -> tuple[Graph, dict]:
     """Every dimension of a size in `sizes` takes the new size, in types, in the attributes that
-    spell shapes, and in the data of consts and inputs (sliced)."""
+    spell shapes or sizes, and in the data of consts and inputs (sliced)."""
     def shape(dims):
         return tuple(sizes.get(d, d) for d in dims)
+
+    def change(role, value):
+        if role == "shape":
+            return shape(value)
+        if role == "size":
+            return sizes.get(value, value)
+        return value
 
     def cut(array: np.ndarray) -> np.ndarray:
         out = np.array(array[tuple(slice(0, sizes.get(d, d)) for d in array.shape)], np.float32)
@@ -186,11 +218,7 @@ def _shrink(graph: Graph, inputs: dict[str, np.ndarray], sizes: dict[int, int]) 
 
     nodes = []
     for n in graph.nodes:
-        attrs = dict(n.attrs)
-        if n.op == "reshape":
-            attrs["shape"] = shape(attrs["shape"])
-        if n.op == "pos_encoding":
-            attrs.update({k: sizes.get(attrs[k], attrs[k]) for k in ("batch", "dim", "height", "width")})
+        attrs = _with_roles(OPS[n.op], n.attrs, change)
         value = None if n.value is None else cut(n.value)
         nodes.append(n.with_(type=TensorType(shape(n.type.shape)), attrs=attrs, value=value))
     return graph.with_nodes(nodes), {k: cut(v) for k, v in inputs.items()}
@@ -202,16 +230,19 @@ def _squeeze(graph: Graph, inputs: dict[str, np.ndarray]) -> tuple[Graph, dict]:
     def squeezable(shape) -> bool:
         return len(shape) >= 3 and shape[0] == 1
 
+    def change(role, value):
+        if role == "perm" and value and value[0] == 0:
+            return tuple(p - 1 for p in value[1:])
+        if role == "axis" and value > 0:
+            return value - 1
+        if role == "shape":
+            return value[1:]
+        return value
+
     nodes = []
     for n in graph.nodes:
-        attrs = dict(n.attrs)
         if squeezable(n.type.shape):
-            if n.op in ("transpose", "fused_matmul") and attrs.get("perm") and attrs["perm"][0] == 0:
-                attrs["perm"] = tuple(p - 1 for p in attrs["perm"][1:])
-            if n.op == "bias_add" and attrs["axis"] > 0:
-                attrs["axis"] -= 1
-            if n.op == "reshape":
-                attrs["shape"] = attrs["shape"][1:]
+            attrs = _with_roles(OPS[n.op], n.attrs, change)
             value = None if n.value is None else n.value.reshape(n.value.shape[1:])
             n = n.with_(type=TensorType(n.type.shape[1:]), attrs=attrs, value=value)
         nodes.append(n)

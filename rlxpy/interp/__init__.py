@@ -62,7 +62,7 @@ def call_bytes(graph: Graph) -> dict[str, int]:
     inputs = sum(n.type.nbytes for n in graph.nodes if n.op == "input")
     values, seen = 0, set()
     for n in graph.nodes:
-        if OPS[n.op].kind == "source" or n.op in VIEWS:
+        if OPS[n.op].is_source or n.op in VIEWS:
             continue
         if not n.operands:               # e.g. pos_encoding: its rule may share one array
             key = (n.op, repr(sorted(n.attrs.items())))

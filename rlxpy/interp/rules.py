@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..ir.graph import Node
+from ..ir.ops import Step, epilogue_operands
 
 Rule = Callable[..., np.ndarray]
 RULES: dict[str, Rule] = {}
@@ -88,6 +89,11 @@ def scale(node: Node, x: np.ndarray) -> np.ndarray:
     return x * np.float32(node.attrs["factor"])
 
 
+@rule("relu")
+def relu(node: Node, x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, np.float32(0))
+
+
 @rule("transpose", view=True)
 def transpose(node: Node, x: np.ndarray) -> np.ndarray:
     return np.transpose(x, node.attrs["perm"])
@@ -138,16 +144,17 @@ def pos_encoding(node: Node) -> np.ndarray:
 
 
 @rule("fused_matmul")
-def fused_matmul(node: Node, a: np.ndarray, b: np.ndarray, *epilogue: np.ndarray) -> np.ndarray:
-    """The composition of the unfused ops' rules, in the declared epilogue order."""
-    attrs, rest = node.attrs, list(epilogue)
+def fused_matmul(node: Node, a: np.ndarray, b: np.ndarray, *extra: np.ndarray) -> np.ndarray:
+    """The composition of the unfused ops' rules: matmul, the permutation, then each step."""
     y = _matmul(a, b)
-    if attrs["bias"]:
-        y = y + rest.pop(0)
-    if attrs["perm"]:
-        y = np.transpose(y, attrs["perm"])
-    if attrs["upsample"] == "nearest":
-        y = y + upsample2x_nearest(rest.pop(0))
-    elif attrs["upsample"] == "bilinear":
-        y = y + upsample2x_bilinear(rest.pop(0))
-    return y * np.float32(attrs["factor"])
+    if node.attrs["perm"]:
+        y = np.transpose(y, node.attrs["perm"])
+    steps = node.attrs["epilogue"]
+    for step, operands in zip(steps, epilogue_operands(steps, list(extra))):
+        y = np.asarray(RULES[step.op](step_node(node, step), y, *operands), dtype=np.float32)
+    return y
+
+
+def step_node(node: Node, step: Step) -> Node:
+    """An epilogue step as a node of its own (what its op's rule reads its attributes from)."""
+    return Node(node.name, step.op, (), step.attributes, node.type, origin=node.origin)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import VerifyError
 from .graph import Graph, Node
-from .ops import _KIND_WORDS, OPS, REQUIRED, OpDef, OpTypeError
+from .ops import OPS, REQUIRED, OpDef, OpTypeError, Step
 from .types import TensorType
 from .verify import verify
 
@@ -79,7 +79,7 @@ class GraphBuilder:
         label = f"%{name}" if name else "new node"
         if opdef is None:
             raise VerifyError(f"{label}: unknown op '{opname}'; known ops: {', '.join(sorted(OPS))}")
-        if opdef.kind == "source":
+        if opdef.is_source:
             raise VerifyError(f"{label}: use GraphBuilder.{opname}() to add a '{opname}'")
         for i, v in enumerate(operands):
             if not isinstance(v, Value) or v.builder is not self:
@@ -94,12 +94,12 @@ class GraphBuilder:
 
     def __getattr__(self, opname: str):
         opdef = OPS.get(opname)
-        if opdef is None or opdef.kind == "source" or opname.startswith("__"):
+        if opdef is None or opdef.is_source or opname.startswith("__"):
             raise AttributeError(f"GraphBuilder has no op or attribute '{opname}'")
         return types.MethodType(op_method(opdef), self)
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | {n for n, d in OPS.items() if d.kind != "source"})
+        return sorted(set(super().__dir__()) | {n for n, d in OPS.items() if not d.is_source})
 
     # -- outputs -------------------------------------------------------------------------------
 
@@ -149,7 +149,7 @@ class GraphBuilder:
 
 # -- one method per compute op, made from its declaration ------------------------------------------
 
-_ANNOTATIONS = {"int": int, "float": float, "bool": bool, "str": str, "ints": Sequence[int]}
+_ANNOTATIONS = {"int": int, "float": float, "bool": bool, "str": str, "ints": Sequence[int], "steps": Sequence[Step]}
 
 
 def op_signature(opdef: OpDef) -> inspect.Signature:
@@ -174,11 +174,7 @@ def op_doc(opdef: OpDef) -> str:
     if opdef.attrs:
         lines.append("Attributes (keywords):")
         for key, spec in opdef.attrs.items():
-            what = _KIND_WORDS.get(spec.kind, spec.kind)
-            if spec.choices:
-                what += ", one of " + ", ".join(map(repr, spec.choices))
-            what += "; required" if spec.default is REQUIRED else f"; default {spec.default!r}"
-            lines.append(f"    {key}: {what}" + (f". {spec.doc[0].upper()}{spec.doc[1:]}." if spec.doc else ""))
+            lines.append(f"    {key}: {spec.describe()}")
     lines.append("name: the result's value name (default: the next free number).")
     lines.append("Returns the result's Value; a mistake raises VerifyError naming the node.")
     return "\n".join(lines)
@@ -199,6 +195,6 @@ def op_method(opdef: OpDef):
 
 
 for _name, _opdef in OPS.items():
-    if _opdef.kind != "source" and not hasattr(GraphBuilder, _name):
+    if not _opdef.is_source and not hasattr(GraphBuilder, _name):
         setattr(GraphBuilder, _name, op_method(_opdef))
 del _name, _opdef

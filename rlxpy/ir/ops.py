@@ -1,10 +1,11 @@
-"""The op vocabulary, each op declared once: operands, attributes, type inference and verification.
+"""The op vocabulary, each op declared once: operands, attributes, traits, type inference.
 
-An op is data (an `OpDef`), in the style of xDSL's declarative ops. Everything else finds ops by
-name: the builder makes one method per op from these declarations, the verifier checks nodes
-against them, and each backend registers its own rule for an op name (the interpreter in
-`rlxpy.interp.rules`, the LLVM lowering in `rlxpy.codegen`). Adding an op means one declaration
-here plus one rule per backend.
+An op is data (an `OpDef`, see `opdef.py`), in the style of xDSL's declarative ops. Everything else
+asks the declaration: the builder makes one method per op from it, the verifier checks nodes
+against it, fusion reads its traits, and each backend registers its own rule for the op (the
+interpreter in `rlxpy.interp.rules`, the LLVM lowering in `rlxpy.codegen`). Adding an op means one
+declaration here plus one rule per backend (for a pointwise op, one emitter in
+`rlxpy.codegen.emitters`, and it fuses and runs natively everywhere).
 
 Type inference raises `OpTypeError` with a message that says what was expected; the verifier adds
 the node's name to it.
@@ -13,134 +14,10 @@ the node's name to it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
 
+from .opdef import (CONTRACTION, ELEMENTWISE, FUSED, LAYOUT, NULLARY, OPS, POINTWISE, REQUIRED, SOURCE,  # noqa: F401
+                    TRAITS, VIEW, Access, Attr, OpDef, OpTypeError, Step, declare, get_op, with_trait)
 from .types import TensorType, TypeLimitError, check_rank
-
-REQUIRED = object()  # marks an attribute without a default
-
-
-class OpTypeError(ValueError):
-    """An op's operands or attributes do not fit its declaration (the verifier names the node)."""
-
-
-@dataclass(frozen=True)
-class Attr:
-    """An attribute: its kind (`int`, `float`, `bool`, `str`, `ints`), default and allowed values."""
-
-    kind: str
-    default: Any = REQUIRED
-    choices: tuple = ()
-    doc: str = ""
-
-    def coerce(self, name: str, value: Any) -> Any:
-        """Return `value` in canonical form (ints as tuples, ints widened to float), or raise."""
-        ok = True
-        if self.kind == "int":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif self.kind == "float":
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if ok:
-                value = float(value)
-                ok = math.isfinite(value)
-        elif self.kind == "bool":
-            ok = isinstance(value, bool)
-        elif self.kind == "str":
-            ok = isinstance(value, str)
-        elif self.kind == "ints":
-            ok = isinstance(value, (list, tuple)) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value
-            )
-            if ok:
-                value = tuple(int(v) for v in value)
-        if not ok:
-            raise OpTypeError(f"attribute '{name}' must be {_KIND_WORDS[self.kind]}, got {value!r}")
-        if self.choices and value not in self.choices:
-            raise OpTypeError(
-                f"attribute '{name}' must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
-            )
-        return value
-
-
-_KIND_WORDS = {
-    "int": "an integer",
-    "float": "a finite number",
-    "bool": "true or false",
-    "str": "a string",
-    "ints": "a list of integers",
-}
-
-
-@dataclass(frozen=True)
-class OpDef:
-    """One op of the IR.
-
-    `operands` names the operands in order; a trailing `*name` takes any number more.
-    `kind` is `compute` for ops whose result type `infer` computes from operands and attributes,
-    or `source` for `input`, `param` and `const`, whose type is declared on the node.
-    """
-
-    name: str
-    summary: str
-    operands: tuple[str, ...] = ()
-    attrs: Mapping[str, Attr] = field(default_factory=dict)
-    infer: Callable[[list[TensorType], dict], TensorType] | None = None
-    kind: str = "compute"
-
-    @property
-    def variadic(self) -> bool:
-        return bool(self.operands) and self.operands[-1].startswith("*")
-
-    @property
-    def fixed_operands(self) -> tuple[str, ...]:
-        return self.operands[:-1] if self.variadic else self.operands
-
-    def check_arity(self, count: int) -> None:
-        fixed = len(self.fixed_operands)
-        if count == fixed or (self.variadic and count > fixed):
-            return
-        want = f"at least {fixed}" if self.variadic else str(fixed)
-        names = ", ".join(self.operands) or "none"
-        raise OpTypeError(f"takes {want} operand(s) ({names}), got {count}")
-
-    def normalize_attrs(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
-        """Check attribute names and values and fill in defaults."""
-        unknown = sorted(set(attrs) - set(self.attrs))
-        if unknown:
-            known = ", ".join(self.attrs) or "none"
-            raise OpTypeError(f"unknown attribute '{unknown[0]}' (this op's attributes: {known})")
-        out = {}
-        for name, spec in self.attrs.items():
-            if name in attrs:
-                out[name] = spec.coerce(name, attrs[name])
-            elif spec.default is REQUIRED:
-                raise OpTypeError(f"missing required attribute '{name}' ({_KIND_WORDS[spec.kind]})")
-            else:
-                out[name] = spec.default
-        return out
-
-    def result_type(self, types: list[TensorType], attrs: dict) -> TensorType:
-        """The inferred result type of a compute op; a result over the size limit is an
-        `OpTypeError` like any other (each rule words its own where it can say more)."""
-        try:
-            return self.infer(types, attrs)
-        except TypeLimitError as e:
-            raise OpTypeError(f"the result is too large: {e}") from None
-
-
-OPS: dict[str, OpDef] = {}
-
-
-def declare(op: OpDef) -> OpDef:
-    if op.name in OPS:
-        raise ValueError(f"op '{op.name}' is declared twice")
-    OPS[op.name] = op
-    return op
-
-
-def get_op(name: str) -> OpDef | None:
-    return OPS.get(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,34 +98,28 @@ def upsample_add_type(x: TensorType, coarse: TensorType) -> TensorType:
 INPUT = declare(OpDef(
     "input", "A run-time input, bound by name when the executable is called.",
     attrs={"name": Attr("str", doc="the keyword the caller passes it by")},
-    kind="source",
+    traits={SOURCE}, rounding=0,
 ))
 
 PARAM = declare(OpDef(
     "param", "A named weight, bound when the graph is compiled (named by its checkpoint key).",
     attrs={"name": Attr("str", doc="the key in the params dict or checkpoint")},
-    kind="source",
+    traits={SOURCE}, rounding=0,
 ))
 
 CONST = declare(OpDef(
     "const", "A compile-time constant tensor; its data is carried by the node.",
-    kind="source",
+    traits={SOURCE}, rounding=0,
 ))
 
 
 # ---------------------------------------------------------------------------------------------
-# Compute ops
+# Pointwise ops: the first operand is the value, the others are read through their Access
 
 
-def _infer_matmul(t: list[TensorType], a: dict) -> TensorType:
-    require_f32(t, ("a", "b"))
-    return matmul_type(t[0], t[1])
-
-
-MATMUL = declare(OpDef(
-    "matmul", "Matrix product over the last two axes; leading axes broadcast as in numpy.",
-    operands=("a", "b"), infer=_infer_matmul,
-))
+def _unary(t: list[TensorType], a: dict) -> TensorType:
+    require_f32(t, ("x",))
+    return t[0]
 
 
 def _infer_bias_add(t: list[TensorType], a: dict) -> TensorType:
@@ -258,8 +129,8 @@ def _infer_bias_add(t: list[TensorType], a: dict) -> TensorType:
 
 BIAS_ADD = declare(OpDef(
     "bias_add", "Add a rank-1 bias along one axis.",
-    operands=("x", "bias"), attrs={"axis": Attr("int", -1, doc="the axis of x that bias runs along")},
-    infer=_infer_bias_add,
+    operands=("x", "bias"), attrs={"axis": Attr("int", -1, role="axis", doc="the axis the bias runs along")},
+    infer=_infer_bias_add, traits={POINTWISE}, access=(ELEMENTWISE, Access("axis", "axis")),
 ))
 
 
@@ -272,21 +143,26 @@ UPSAMPLE_ADD = declare(OpDef(
     "upsample_add",
     "x + upsample2x(coarse) over the last two axes; nearest, or bilinear with align_corners=False.",
     operands=("x", "coarse"),
-    attrs={"mode": Attr("str", "nearest", choices=("nearest", "bilinear"),
-                        doc="nearest repeats each coarse value; bilinear uses align_corners=False")},
-    infer=_infer_upsample_add,
+    attrs={"mode": Attr("str", "nearest", choices=("nearest", "bilinear"), doc="nearest repeats each coarse value; bilinear uses align_corners=False")},
+    infer=_infer_upsample_add, traits={POINTWISE}, access=(ELEMENTWISE, Access("upsample2x", "mode")),
 ))
-
-
-def _infer_scale(t: list[TensorType], a: dict) -> TensorType:
-    require_f32(t, ("x",))
-    return t[0]
 
 
 SCALE = declare(OpDef(
     "scale", "Multiply by a constant factor (the FPN's fuse_type 'avg' halves with it).",
-    operands=("x",), attrs={"factor": Attr("float", doc="the multiplier")}, infer=_infer_scale,
+    operands=("x",), attrs={"factor": Attr("float", doc="the multiplier")},
+    infer=_unary, traits={POINTWISE}, access=(ELEMENTWISE,),
 ))
+
+
+RELU = declare(OpDef(
+    "relu", "max(x, 0), elementwise (NaN stays NaN).",
+    operands=("x",), infer=_unary, traits={POINTWISE}, access=(ELEMENTWISE,), rounding=0,
+))
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: elements moved, nothing computed
 
 
 def _infer_transpose(t: list[TensorType], a: dict) -> TensorType:
@@ -296,7 +172,8 @@ def _infer_transpose(t: list[TensorType], a: dict) -> TensorType:
 
 TRANSPOSE = declare(OpDef(
     "transpose", "Permute the axes: result axis i is operand axis perm[i].",
-    operands=("x",), attrs={"perm": Attr("ints", doc="a permutation of 0..rank-1")}, infer=_infer_transpose,
+    operands=("x",), attrs={"perm": Attr("ints", role="perm", doc="result axis i is operand axis perm[i]")},
+    infer=_infer_transpose, traits={LAYOUT}, rounding=0,
 ))
 
 
@@ -319,9 +196,32 @@ def _infer_reshape(t: list[TensorType], a: dict) -> TensorType:
 
 RESHAPE = declare(OpDef(
     "reshape", "Same elements in row-major order, new shape.",
-    operands=("x",), attrs={"shape": Attr("ints", doc="the new shape, with as many elements as x")},
-    infer=_infer_reshape,
+    operands=("x",), attrs={"shape": Attr("ints", role="shape", doc="the result's shape")},
+    infer=_infer_reshape, traits={LAYOUT, VIEW}, rounding=0,
 ))
+
+
+# ---------------------------------------------------------------------------------------------
+# Contraction
+
+
+def _infer_matmul(t: list[TensorType], a: dict) -> TensorType:
+    require_f32(t, ("a", "b"))
+    return matmul_type(t[0], t[1])
+
+
+def _contraction_length(t: list[TensorType], a: dict) -> int:
+    return t[0].shape[-1]
+
+
+MATMUL = declare(OpDef(
+    "matmul", "Matrix product over the last two axes; leading axes broadcast as in numpy.",
+    operands=("a", "b"), infer=_infer_matmul, traits={CONTRACTION}, rounding=_contraction_length,
+))
+
+
+# ---------------------------------------------------------------------------------------------
+# Computed from attributes alone
 
 
 def _infer_pos_encoding(t: list[TensorType], a: dict) -> TensorType:
@@ -341,49 +241,80 @@ POS_ENCODING = declare(OpDef(
     "SAM 2's PositionEmbeddingSine (normalize=True, scale=2*pi) as NCHW [batch, dim, height, width]: "
     "channels 0..dim/2-1 encode the row, the rest the column, sin and cos interleaved.",
     attrs={
-        "batch": Attr("int", doc="the batch size"),
-        "dim": Attr("int", doc="the number of channels, a multiple of 4"),
-        "height": Attr("int", doc="the feature map's height"),
-        "width": Attr("int", doc="the feature map's width"),
+        "batch": Attr("int", role="size", doc="the batch size"),
+        "dim": Attr("int", role="size", doc="the number of channels, a multiple of 4"),
+        "height": Attr("int", role="size", doc="the feature map's height"),
+        "width": Attr("int", role="size", doc="the feature map's width"),
         "temperature": Attr("float", 10000.0, doc="the base of the frequencies"),
     },
-    infer=_infer_pos_encoding,
+    infer=_infer_pos_encoding, traits={NULLARY},
+    rounding=8,            # sin/cos of an angle up to 2*pi, itself a product and a quotient
 ))
 
 
+# ---------------------------------------------------------------------------------------------
+# Made by fusion
+
+
+def epilogue_operands(steps: tuple[Step, ...], extra: list) -> list[list]:
+    """`extra` (the fused node's operands after a and b) split into each step's operands."""
+    want = sum(s.extra_operands for s in steps)
+    if len(extra) != want:
+        names = ", ".join(f"{s.op}: {', '.join(s.opdef.fixed_operands[1:])}" for s in steps if s.extra_operands)
+        raise OpTypeError(f"its epilogue takes {want} operand(s) after a and b ({names or 'none'}), "
+                          f"got {len(extra)}")
+    out, i = [], 0
+    for s in steps:
+        out.append(list(extra[i:i + s.extra_operands]))
+        i += s.extra_operands
+    return out
+
+
+def apply_epilogue_types(value: TensorType, steps: tuple[Step, ...], extra: list[TensorType]) -> TensorType:
+    """The type after each step (each must keep the value's type), or OpTypeError naming the step."""
+    for i, (step, operands) in enumerate(zip(steps, epilogue_operands(steps, extra))):
+        try:
+            out = step.opdef.infer([value] + operands, step.attributes)
+        except OpTypeError as e:
+            raise OpTypeError(f"epilogue step {i} ({step.op}): {e}") from None
+        if out != value:
+            raise OpTypeError(f"epilogue step {i} ({step.op}) turns {value} into {out}; "
+                              f"an epilogue step must keep the value's type")
+    return value
+
+
 def _infer_fused_matmul(t: list[TensorType], a: dict) -> TensorType:
-    names = ["a", "b"] + [f"epilogue.{i}" for i in range(len(t) - 2)]
+    names = ["a", "b"] + [f"extra.{i}" for i in range(len(t) - 2)]
     require_f32(t, tuple(names))
-    want = 2 + int(a["bias"]) + int(a["upsample"] != "none")
-    if len(t) != want:
-        raise OpTypeError(
-            f"with bias={a['bias']} and upsample={a['upsample']!r} it takes {want} operands "
-            f"(a, b{', bias' if a['bias'] else ''}{', coarse' if a['upsample'] != 'none' else ''}), "
-            f"got {len(t)}"
-        )
     out = matmul_type(t[0], t[1])
-    rest = list(t[2:])
-    if a["bias"]:
-        out = bias_type(out, rest.pop(0), -1)
     if a["perm"]:
         out = transpose_type(out, a["perm"])
-    if a["upsample"] != "none":
-        out = upsample_add_type(out, rest.pop(0))
-    return out
+    return apply_epilogue_types(out, a["epilogue"], list(t[2:]))
+
+
+_UPGRADE = ("bias, upsample and factor are now steps of the epilogue, applied to the stored (permuted) "
+            "result in order: write {perm = [...], epilogue = [bias_add {axis = A}, upsample_add {mode = "
+            "\"nearest\"}, scale {factor = F}]} keeping only the steps you had, with A the axis the "
+            "matmul's last axis is stored at (perm.index(rank - 1); 1 for perm [0, 3, 1, 2])")
+
+
+def _fused_roundings(t: list[TensorType], a: dict) -> int:
+    total = t[0].shape[-1]
+    for step, operands in zip(a["epilogue"], epilogue_operands(a["epilogue"], list(t[2:]))):
+        total += step.opdef.roundings([t[0]] + operands, step.attributes)
+    return total
 
 
 FUSED_MATMUL = declare(OpDef(
     "fused_matmul",
-    "matmul with an epilogue applied while the result is in registers, in this order: "
-    "bias_add on the last axis (if bias), transpose by perm (if perm), upsample_add of a coarse "
-    "operand (if upsample != 'none'), then scale by factor. Operands: a, b, [bias], [coarse].",
-    operands=("a", "b", "*epilogue"),
+    "matmul, its result permuted by perm (the layout it is stored in), then each pointwise step "
+    "of the epilogue applied in order while the result is in registers. Operands: a, b, then each "
+    "step's operands after its first, in order.",
+    operands=("a", "b", "*extra"),
     attrs={
-        "bias": Attr("bool", False, doc="add the operand after a and b along the last axis"),
-        "perm": Attr("ints", (), doc="transpose the result by this permutation (empty: no transpose)"),
-        "upsample": Attr("str", "none", choices=("none", "nearest", "bilinear"),
-                         doc="add the last operand upsampled 2x over the last two axes"),
-        "factor": Attr("float", 1.0, doc="scale the result by this"),
+        "perm": Attr("ints", (), role="perm", doc="layout of the stored result (empty: as computed)"),
+        "epilogue": Attr("steps", (), doc="pointwise ops applied in order, on the stored layout"),
     },
-    infer=_infer_fused_matmul,
+    infer=_infer_fused_matmul, traits={CONTRACTION, FUSED}, rounding=_fused_roundings,
+    retired={name: _UPGRADE for name in ("bias", "upsample", "factor")},
 ))

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import ParseError, VerifyError, clip
 from .graph import Graph, Node
-from .ops import OPS, OpTypeError
+from .ops import OPS, POINTWISE, OpTypeError, Step, with_trait
 from .types import DTYPES, LIMIT_TEXT, MAX_BYTES, MAX_RANK, TensorType, TypeLimitError
 from .verify import SYMBOL, VALUE_NAME, verify
 
@@ -362,6 +362,8 @@ class _Parser:
             return self.float_value(self.lex.next())
         if tok.kind == "ident" and tok.text in ("true", "false"):
             return self.lex.next().text == "true"
+        if tok.kind == "ident":
+            return self.step()
         if tok.kind == "string":
             return self.string("")
         if self.accept("punct", "["):
@@ -373,7 +375,23 @@ class _Parser:
                 if self.accept("punct", "]"):
                     return items
                 self.punct(",", "or ']' in the list")
-        raise self.expected("an attribute value (a number, true, false, a string or a [list])")
+        raise self.expected("an attribute value (a number, true, false, a string, a [list] or an op)")
+
+    def step(self) -> Step:
+        """An epilogue step: a pointwise op's name, then its attributes in braces if any."""
+        op_tok = self.lex.next()
+        opdef = OPS.get(op_tok.text)
+        if opdef is None or not opdef.has(POINTWISE):
+            known = ", ".join(op.name for op in with_trait(POINTWISE))
+            what = "unknown op" if opdef is None else "not a pointwise op:"
+            raise self.error(f"{what} '{op_tok.text}' in an epilogue; a step is one of {known}", op_tok)
+        label = f"epilogue step '{op_tok.text}'"
+        attrs = self.attributes(opdef, label) if self.at("punct", "{") else {}
+        try:
+            canonical = opdef.normalize_attrs(attrs)
+        except OpTypeError as e:
+            raise self.error(f"{label}: {e}", op_tok) from None
+        return Step(op_tok.text, tuple(canonical.items()))
 
     def float_value(self, tok: Token) -> float:
         value = float(tok.text)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .graph import Graph, Node
-from .ops import OPS, REQUIRED
+from .ops import OPS, REQUIRED, Step
 
 # Origins that need no loc(...): the node was written by hand (builder) or read from text (parser).
 IMPLICIT_ORIGINS = ("builder", "parser")
@@ -93,17 +93,26 @@ def format_node(node: Node, inline_limit: int = 8) -> str:
 
 def format_attrs(node: Node) -> str:
     """`{k = v, ...}` with declared attributes first, in order, defaults left out; `` if none."""
-    opdef = OPS.get(node.op)
+    return _format_attr_dict(OPS.get(node.op), node.attrs, node)
+
+
+def _format_attr_dict(opdef, attrs, node: Node | None) -> str:
     declared = opdef.attrs if opdef else {}
-    keys = [k for k in declared if k in node.attrs] + [k for k in node.attrs if k not in declared]
+    keys = [k for k in declared if k in attrs] + [k for k in attrs if k not in declared]
     items = []
     for key in keys:
-        value = node.attrs[key]
+        value = attrs[key]
         spec = declared.get(key)
         if spec is not None and spec.default is not REQUIRED and _same(value, spec.default):
             continue
         items.append(f"{key} = {format_value(value, node, key)}")
     return "{" + ", ".join(items) + "}" if items else ""
+
+
+def format_step(step: Step, node: Node | None = None) -> str:
+    """An epilogue step: `scale {factor = 0.5}`, or just `relu` when every attribute is the default."""
+    attrs = _format_attr_dict(OPS.get(step.op), step.attributes, node)
+    return step.op + (f" {attrs}" if attrs else "")
 
 
 def _same(value: Any, default: Any) -> bool:
@@ -112,7 +121,7 @@ def _same(value: Any, default: Any) -> bool:
 
 
 def format_value(value: Any, node: Node | None = None, key: str = "") -> str:
-    """An attribute value: `3`, `0.5`, `1e-06`, `true`, `"text"`, `[0, 3, 1, 2]`."""
+    """An attribute value: `3`, `0.5`, `1e-06`, `true`, `"text"`, `[0, 3, 1, 2]`, `[relu, scale {factor = 2.0}]`."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (int, np.integer)):
@@ -121,6 +130,8 @@ def format_value(value: Any, node: Node | None = None, key: str = "") -> str:
         return format_float(float(value))
     if isinstance(value, str):
         return format_string(value)
+    if isinstance(value, Step):
+        return format_step(value, node)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(format_value(v, node, key) for v in value) + "]"
     culprit = f"node %{node.name} ({node.op}): " if node is not None else ""

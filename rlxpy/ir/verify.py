@@ -52,7 +52,7 @@ def _check_names(graph: Graph) -> None:
         if node.name in seen:
             raise VerifyError(f"{where(node)}: duplicate name %{node.name}, already defined by {where(seen[node.name])}")
         seen[node.name] = node
-        if node.op in ("input", "param") and isinstance(node.attrs.get("name"), str):
+        if OPS[node.op].is_interface and isinstance(node.attrs.get("name"), str):
             key = (node.op, node.attrs["name"])
             if key in external:
                 raise VerifyError(
@@ -94,7 +94,7 @@ def _check_node(graph: Graph, node: Node) -> None:
         raise VerifyError(f"{where(node)}: attributes are not in canonical form: {dict(node.attrs)}")
     if node.value is not None and node.op != "const":
         raise VerifyError(f"{where(node)}: only a const carries data")
-    if op.kind == "source":
+    if op.is_source:
         _check_source(node)
         return
     types = [graph.type_of(o) for o in node.operands]
@@ -113,7 +113,7 @@ def _check_source(node: Node) -> None:
         raise VerifyError(f"{where(node)}: takes no operands, got {len(node.operands)}")
     if node.type.dtype != "f32":
         raise VerifyError(f"{where(node)}: dtype mismatch: declared {node.type}, expected an f32 tensor")
-    if node.op in ("input", "param") and not node.attrs["name"]:
+    if "name" in node.attrs and not node.attrs["name"]:
         raise VerifyError(f"{where(node)}: empty {node.op} name")
     if node.op == "input" and not node.attrs["name"].isidentifier():
         raise VerifyError(f"{where(node)}: input name {clip(node.attrs['name'])!r} is not an identifier")

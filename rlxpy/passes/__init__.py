@@ -1,7 +1,7 @@
 """Passes and the PassManager that runs them.
 
     from rlxpy.passes import PassManager
-    PassManager("fold-constants,fuse-epilogue{upsample=false},cse,dce").run(graph)
+    PassManager("fold-constants,fuse-epilogue{skip=upsample_add},cse,dce").run(graph)
 
 Each pass lives in its own module and registers itself by name; `PIPELINES["default"]` is what
 `rlxpy.compile` runs unless told otherwise. Passes of your own join them with `@register`, or from

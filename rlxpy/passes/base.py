@@ -5,7 +5,7 @@
     class FuseEpilogue(Pass):
         name: ClassVar[str] = "fuse-epilogue"
         summary: ClassVar[str] = "..."
-        upsample: bool = True                    # an option: `fuse-epilogue{upsample=false}`
+        upsample: bool = True                    # an option: `fuse-epilogue{skip=upsample_add}`
 
         def run(self, graph, ctx): ...           # returns a new graph, or `graph` itself if unchanged
 

@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..ir.graph import Graph, Node
+from ..ir.ops import OPS
 from .base import Pass, PassContext, register
 
 
@@ -25,7 +26,7 @@ class CommonSubexpressionElimination(Pass):
         for node in graph.nodes:
             if any(o in rename for o in node.operands):
                 node = node.with_(operands=tuple(rename.get(o, o) for o in node.operands))
-            if node.op not in ("input", "param"):      # the interface is never merged
+            if not OPS[node.op].is_interface:      # the interface is never merged
                 candidates = seen.setdefault(node.key(), [])
                 same = next((c for c in candidates if _same_data(c, node)), None)
                 if same is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..ir.graph import Graph
+from ..ir.ops import OPS
 from .base import Pass, PassContext, register
 
 
@@ -18,5 +19,5 @@ class DeadCodeElimination(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
         live = graph.live()
-        kept = [n for n in graph.nodes if n.name in live or n.op in ("input", "param")]
+        kept = [n for n in graph.nodes if n.name in live or OPS[n.op].is_interface]
         return graph if len(kept) == len(graph.nodes) else graph.with_nodes(kept)

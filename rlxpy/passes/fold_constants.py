@@ -27,7 +27,7 @@ class FoldConstants(Pass):
         values: dict[str, np.ndarray] = {}
         nodes, changed = [], False
         for node in graph.nodes:
-            foldable = OPS[node.op].kind == "compute" and all(o in values for o in node.operands)
+            foldable = not OPS[node.op].is_source and all(o in values for o in node.operands)
             if foldable and node.type.numel > self.max_elements:
                 ctx.remark(node, "missed", f"not folded: {node.type.numel} elements exceed max-elements={self.max_elements}")
             elif foldable:

@@ -1,16 +1,18 @@
-"""fuse-epilogue: a matmul and the chain of element-wise steps that follows it become one
-`fused_matmul` node, which codegen turns into one kernel that applies the steps while the result
-is still in registers.
+"""fuse-epilogue: a matmul and the chain of pointwise ops that follows it become one `fused_matmul`
+node, which codegen turns into one kernel that applies the ops while the result is in registers.
 
-From each matmul, follow its single user while that user is the next step allowed, in this order,
-each at most once:
+From each matmul, follow its single user while that user is
+- a pointwise op (any op with the `pointwise` trait) whose first operand is the chain's value and
+  whose result has the value's type: it becomes the next step of the epilogue, its other operands
+  become operands of the fused node; or
+- a transpose (once per chain): the permutation becomes the layout the result is stored in. The
+  steps before it are rewritten to act on the stored layout (their axis attributes follow the
+  permutation); a step whose operands cannot follow it (an upsampled operand whose two axes the
+  permutation moves) stops the chain there.
 
-    bias_add on the matmul's last axis -> transpose (e.g. channels-last to NCHW)
-        -> upsample_add of a coarser operand (the chain value must be the fine operand) -> scale
-
-The fused node takes the name of the last step it absorbs, so its users and the outputs need no
+The fused node takes the name of the last op it absorbs, so its users and the outputs need no
 rewiring. A value that is a graph output or has several users ends the chain: the intermediate is
-needed. Every place where a step could not be fused is reported as a "missed" remark with the
+needed. Every pointwise op or transpose left unfused is reported as a "missed" remark with the
 reason (the fusion report).
 """
 
@@ -20,37 +22,70 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..ir.graph import Graph, Node
+from ..ir.ops import CONTRACTION, FUSED, LAYOUT, OPS, POINTWISE, Step
+from ..errors import PassError
 from .base import Pass, PassContext, register
 
-STEPS = ("bias_add", "transpose", "upsample_add", "scale")
-OPTION = {"bias_add": "bias", "transpose": "transpose", "upsample_add": "upsample", "scale": "scale"}
+
+def is_permutation(node: Node) -> bool:
+    """A layout op whose only attribute is a permutation of its operand's axes (a transpose)."""
+    opdef = OPS[node.op]
+    return opdef.has(LAYOUT) and [a.role for a in opdef.attrs.values()] == ["perm"]
+
+
+def permuted_step(step: Step, perm: tuple[int, ...]) -> Step | str:
+    """`step`, which acts on a value, rewritten to act on that value transposed by `perm`; or why
+    it cannot be."""
+    opdef, rank = step.opdef, len(perm)
+    attrs = step.attributes
+    for name, attr in opdef.attrs.items():
+        if attr.role == "axis":
+            attrs[name] = perm.index(attrs[name] % rank)
+    for operand, access in zip(opdef.fixed_operands[1:], opdef.access[1:]):
+        if access.kind == "elementwise":
+            return f"its operand '{operand}' of {step.op} would have to be transposed too"
+        if access.kind == "upsample2x" and tuple(perm[-2:]) != (rank - 2, rank - 1):
+            return (f"{step.op} before it upsamples the last two axes, which perm {list(perm)} moves")
+    return Step(step.op, tuple(attrs.items()))
 
 
 @register
 @dataclass(frozen=True)
 class FuseEpilogue(Pass):
     name: ClassVar[str] = "fuse-epilogue"
-    summary: ClassVar[str] = "fuse matmul with a following bias_add, transpose, upsample_add and scale"
-    bias: bool = True
-    transpose: bool = True
-    upsample: bool = True
-    scale: bool = True
+    summary: ClassVar[str] = "fuse each matmul with the pointwise ops and transpose that follow it"
+    transpose: bool = True       # absorb a transpose (store the result permuted)
+    skip: str = ""               # ops never fused, separated by '+': skip=upsample_add+scale
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = sorted(self.skipped - {op.name for op in OPS.values() if op.has(POINTWISE) or op.has(LAYOUT)})
+        if unknown:
+            raise PassError(f"pass '{self.name}': option skip: '{unknown[0]}' is not a pointwise or layout op")
+
+    @property
+    def skipped(self) -> set[str]:
+        return {s for s in self.skip.split("+") if s}
 
     def run(self, graph: Graph, ctx: PassContext) -> Graph:
-        fused: dict[str, Node] = {}          # name of a chain's last step -> the fused node
-        absorbed: set[str] = set()           # matmuls and steps folded into a fused node
-        refusals: dict[str, str] = {}        # step -> why a chain could not take it
-        for matmul in graph.of_op("matmul"):
-            chain, stops = self._chain(graph, matmul)
+        skipped = self.skipped
+        fused: dict[str, Node] = {}          # name of a chain's last op -> the fused node
+        absorbed: set[str] = set()           # matmuls and the ops folded into a fused node
+        refusals: dict[str, str] = {}        # op -> why a chain could not take it
+        for node in graph.nodes:
+            opdef = OPS[node.op]
+            if not opdef.has(CONTRACTION) or opdef.has(FUSED):
+                continue
+            chain, stops = self._chain(graph, node, skipped)
             refusals.update(stops)
             if chain:
-                node = self._fuse(matmul, chain)
-                fused[node.name] = node
-                absorbed.update([matmul.name] + [s.name for s in chain])
-                ctx.remark(node, "applied", f"fused matmul %{matmul.name} with "
+                new = self._fuse(graph, node, chain)
+                fused[new.name] = new
+                absorbed.update([node.name] + [s.name for s in chain])
+                ctx.remark(new, "applied", f"fused {node.op} %{node.name} with "
                            + ", ".join(f"{s.op} %{s.name}" for s in chain))
-        for node in graph.nodes:             # the fusion report: every step left unfused, and why
-            if node.op in STEPS and node.name not in absorbed:
+        for node in graph.nodes:             # the fusion report: every op left unfused, and why
+            if self._fusible_kind(node) and node.name not in absorbed:
                 source = graph[node.operands[0]]
                 why = refusals.get(node.name) or (
                     f"its operand %{source.name} ({source.op}) does not end a matmul chain")
@@ -61,61 +96,80 @@ class FuseEpilogue(Pass):
                  if n.name in fused or n.name not in absorbed]
         return graph.with_nodes(nodes)
 
-    def _chain(self, graph: Graph, matmul: Node) -> tuple[list[Node], dict[str, str]]:
-        """The steps that fuse into `matmul`, and why each step that could follow was refused."""
+    @staticmethod
+    def _fusible_kind(node: Node) -> bool:
+        return OPS[node.op].has(POINTWISE) or is_permutation(node)
+
+    def _chain(self, graph: Graph, start: Node, skipped: set[str]) -> tuple[list[Node], dict[str, str]]:
+        """The ops that fuse into `start`, and why each op that could follow was refused."""
         chain: list[Node] = []
         refused: dict[str, str] = {}
-        current, stage = matmul, 0
+        steps: list[Step] = []
+        permuted = False
+        current = start
         while True:
             users = graph.users(current.name)
             candidates = []
             for user in users:
-                if user.op in STEPS:
-                    why = self._refuse(user, current, stage)
-                    if why:
-                        refused[user.name] = why
-                    else:
-                        candidates.append(user)
+                if not self._fusible_kind(user):
+                    continue
+                why = self._refuse(user, current, skipped, permuted)
+                if why is None and is_permutation(user):
+                    rewritten = [permuted_step(s, user.attrs["perm"]) for s in steps]
+                    why = next((r for r in rewritten if isinstance(r, str)), None)
+                if why:
+                    refused[user.name] = why
+                else:
+                    candidates.append(user)
             if not candidates:
                 break
-            step = candidates[0]
+            op = candidates[0]
             if graph.is_output(current.name):
-                refused[step.name] = f"its operand %{current.name} is also a graph output, so it must be stored"
+                refused[op.name] = f"its operand %{current.name} is also a graph output, so it must be stored"
                 break
             if len(users) > 1:
-                refused[step.name] = f"its operand %{current.name} has {len(users)} users, so it must be stored"
+                refused[op.name] = f"its operand %{current.name} has {len(users)} users, so it must be stored"
                 break
-            chain.append(step)
-            current, stage = step, STEPS.index(step.op) + 1
+            if is_permutation(op):
+                steps = [permuted_step(s, op.attrs["perm"]) for s in steps]
+                permuted = True
+            else:
+                steps.append(Step(op.op, tuple(op.attrs.items())))
+            chain.append(op)
+            current = op
         return chain, refused
 
-    def _refuse(self, step: Node, current: Node, stage: int) -> str | None:
-        """Why `step` cannot extend a chain that ends at `current`, or None."""
-        if STEPS.index(step.op) < stage:
-            return (f"{step.op} cannot follow {current.op} in one epilogue; the order is "
-                    f"{' -> '.join(STEPS)}, each at most once")
-        if not getattr(self, OPTION[step.op]):
-            return f"disabled by the option fuse-epilogue{{{OPTION[step.op]}=false}}"
-        if step.op == "bias_add" and step.attrs["axis"] % step.type.rank != step.type.rank - 1:
-            return f"bias_add on axis {step.attrs['axis']}, not the matmul's last (output-channel) axis"
-        if step.op == "upsample_add" and step.operands[0] != current.name:
-            return (f"%{current.name} is its coarse operand, which is upsampled; only the fine operand "
-                    f"can carry a matmul epilogue")
+    def _refuse(self, op: Node, current: Node, skipped: set[str], permuted: bool) -> str | None:
+        """Why `op` cannot extend a chain that ends at `current`, or None."""
+        if op.op in skipped:
+            return f"disabled by the option fuse-epilogue{{skip={self.skip}}}"
+        if is_permutation(op):
+            if not self.transpose:
+                return "disabled by the option fuse-epilogue{transpose=false}"
+            if permuted:
+                return "the chain already stores its result permuted; one transpose per epilogue"
+            return None
+        if op.operands[0] != current.name:
+            return (f"%{current.name} is not its first operand ('{OPS[op.op].fixed_operands[0]}'), the "
+                    f"value an epilogue step acts on")
+        if current.name in op.operands[1:]:
+            return f"it reads %{current.name} a second time, as an operand the epilogue takes from memory"
+        if op.type != current.type:
+            return f"it turns {current.type} into {op.type}; an epilogue step must keep the type"
         return None
 
-    def _fuse(self, matmul: Node, chain: list[Node]) -> Node:
-        attrs = {"bias": False, "perm": (), "upsample": "none", "factor": 1.0}
-        operands = list(matmul.operands)
-        for step in chain:
-            if step.op == "bias_add":
-                attrs["bias"] = True
-                operands.append(step.operands[1])
-            elif step.op == "transpose":
-                attrs["perm"] = step.attrs["perm"]
-            elif step.op == "upsample_add":
-                attrs["upsample"] = step.attrs["mode"]
-                operands.append(step.operands[1])
-            elif step.op == "scale":
-                attrs["factor"] = step.attrs["factor"]
+    def _fuse(self, graph: Graph, start: Node, chain: list[Node]) -> Node:
+        perm: tuple[int, ...] = ()
+        steps: list[Step] = []
+        extra: list[str] = []
+        for op in chain:
+            if is_permutation(op):
+                perm = tuple(op.attrs["perm"])
+                steps = [permuted_step(s, perm) for s in steps]   # checked possible by _chain
+            else:
+                steps.append(Step(op.op, tuple(op.attrs.items())))
+                extra += op.operands[1:]
         last = chain[-1]
-        return Node(last.name, "fused_matmul", tuple(operands), attrs, last.type, origin=self.name)
+        attrs = {"perm": perm, "epilogue": tuple(steps)}
+        return Node(last.name, "fused_matmul", tuple(start.operands) + tuple(extra), attrs, last.type,
+                    origin=self.name)

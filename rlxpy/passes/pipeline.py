@@ -1,4 +1,4 @@
-"""Pipeline strings: `fold-constants,fuse-epilogue{upsample=false},cse,dce`.
+"""Pipeline strings: `fold-constants,fuse-epilogue{skip=upsample_add},cse,dce`.
 
 Passes are separated by commas; options go in braces after a pass, separated by spaces or commas.
 A name in `PIPELINES` (such as `default`) stands for its whole list.

@@ -2,31 +2,54 @@
 
 Channel ch < dim/2 encodes the row, the others the column; within each half, channel 2j is a sine
 and 2j+1 a cosine of position / dim_t[k]. The divisors dim_t are computed here with the
-interpreter's own expression and baked into the module as a table of doubles (declared to
-`define` as baked data, so the table is part of the cache key); llvm.sin/llvm.cos call the C
-library, and the result is rounded to float32 once, as the interpreter does.
+interpreter's own expression from the Spec's fields and baked into the module as a table of
+doubles; llvm.sin/llvm.cos call the C library, and the result is rounded to float32 once, as the
+interpreter does.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from .emit import F32, F64, I1, KernelBuilder
-from .registry import Kernel, lowering
+from ...ir.graph import Graph, Node
+from ..emit.builder import F32, F64, I1, KernelBuilder
+from ..isa import VectorISA
+from ..rule import Rule, Spec
 
 
-@lowering("pos_encoding")
-def pos_encoding(k: KernelBuilder) -> Kernel:
-    a = k.attrs
-    batch, dim, height, width = a["batch"], a["dim"], a["height"], a["width"]
+@dataclass(frozen=True, kw_only=True)
+class PosEncodingSpec(Spec):
+    batch: int
+    dim: int
+    height: int
+    width: int
+    temperature: float
+
+
+class PosEncoding(Rule):
+    name = "pos_encoding"
+    ops = ("pos_encoding",)
+
+    def match(self, node: Node, graph: Graph, target: VectorISA) -> PosEncodingSpec:
+        a = node.attrs
+        return PosEncodingSpec(extent=a["batch"] * a["dim"], cost=a["height"] * a["width"], operands=0,
+                               batch=a["batch"], dim=a["dim"], height=a["height"], width=a["width"],
+                               temperature=a["temperature"])
+
+    def emit(self, spec: PosEncodingSpec, k: KernelBuilder) -> None:
+        _emit(spec, k)
+
+
+def _emit(spec: PosEncodingSpec, k: KernelBuilder) -> None:
+    dim, height, width = spec.dim, spec.height, spec.width
     feats = dim // 2
     kk = np.arange(feats)
-    dim_t = a["temperature"] ** (2 * (kk // 2) / feats)       # as in interp.sine_position_encoding
-    k.define(extent=batch * dim, baked={"dim_t": dim_t})      # planes (b, ch) of the output
+    dim_t = spec.temperature ** (2 * (kk // 2) / feats)        # as in interp.sine_position_encoding
     b = k.b
-    table = k.global_table("dim_t", F64)
+    table = k.table("dim_t", F64, dim_t.tolist())
     sin, cos = k.intrinsic("llvm.sin", F64), k.intrinsic("llvm.cos", F64)
 
     def encode(index, size, channel):
@@ -67,4 +90,3 @@ def pos_encoding(k: KernelBuilder) -> Kernel:
                     row = k.add(plane, k.mul(h, width))
                     with k.loop(0, width, name="w") as w:
                         k.store(k.load(k.out, k.add(plane, w)), k.out, k.add(row, w))
-    return k.finish(cost=height * width)

@@ -1,4 +1,4 @@
-"""`KernelBuilder`: what a lowering rule writes a kernel with, on top of `llvmlite.ir`.
+"""`FunctionBuilder` and `KernelBuilder`: what a rule writes a kernel with, on top of `llvmlite.ir`.
 
 Every kernel has the signature
 
@@ -23,14 +23,11 @@ No kernel uses fast-math flags: reductions (the matmul's k loop) run in a fixed 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, contextmanager
-from typing import Callable, Iterator, Mapping, Sequence, Union
+from typing import Callable, Iterator, Sequence, Union
 
 import llvmlite.ir as ir
 import numpy as np
 
-from ..ir.graph import Graph, Node
-from ..ir.types import TensorType
-from .registry import Kernel
 
 F32 = ir.FloatType()
 F64 = ir.DoubleType()
@@ -49,11 +46,6 @@ def row_major_strides(shape: Sequence[int]) -> tuple[int, ...]:
         strides.append(step)
         step *= d
     return tuple(reversed(strides))
-
-
-class Planned(BaseException):
-    """Raised by `define` when planning, to stop the rule there. A BaseException, so that a rule's
-    own `except Exception` cannot swallow it."""
 
 
 class FunctionBuilder:
@@ -230,93 +222,42 @@ class FunctionBuilder:
 
 
 class KernelBuilder(FunctionBuilder):
-    """Builds the one LLVM function of one node inside the graph's module.
+    """Builds one kernel of the module: the function is created at once, with the signature
 
-    With `module=None` it plans instead: `define` records the kernel's extent, constants and baked
-    data, then raises `Planned`, so the rule stops before it emits anything (see `registry`).
+        void @symbol(float* out, float* operand..., float* constant..., i64 begin, i64 end)
+
+    and `lo`, `hi` the call's share of [0, extent), clamped so a bad range never indexes out of
+    bounds. A rule's `emit` writes the body; the backend closes the function.
     """
 
-    def __init__(self, module: ir.Module | None, graph: Graph, node: Node, symbol: str):
-        super().__init__(module)
-        self.graph = graph
-        self.node = node
-        self.symbol = symbol
-        self.in_types: list[TensorType] = [graph.type_of(o) for o in node.operands]
-        self.out_type: TensorType = node.type
-        self.defined = False
-        self.extent = 0
-        self.constants: tuple[np.ndarray, ...] = ()
-        self.baked: dict[str, np.ndarray] = {}
-
-    @property
-    def planning(self) -> bool:
-        return self.module is None
-
-    @property
-    def attrs(self):
-        return self.node.attrs
-
-    def operand_value(self, i: int) -> np.ndarray | None:
-        """The data of operand `i` when it is a compile-time constant, else None."""
-        src = self.graph[self.node.operands[i]]
-        return src.value if src.op == "const" else None
-
-    # -- the function ----------------------------------------------------------------------------
-
-    def define(self, extent: int, constants: Sequence[np.ndarray] = (),
-               baked: Mapping[str, np.ndarray] | None = None) -> ir.IRBuilder:
-        """Create the function; `extent` is the trip count of its outermost parallel loop.
-
-        `constants` are arrays passed to the kernel by pointer (their values stay out of the code
-        and the cache key). `baked` names data whose VALUES the code embeds (`global_table`): it
-        goes into the cache key. When planning, this records all three and stops the rule.
-        """
-        if self.defined:
-            raise RuntimeError(f"kernel {self.symbol} is already defined")
-        self.defined = True
-        self.extent = int(extent)
-        self.constants = tuple(constants)
-        self.baked = {str(name): np.ascontiguousarray(v) for name, v in (baked or {}).items()}
-        if self.planning:
-            raise Planned()
-        n_in, n_const = len(self.in_types), len(self.constants)
-        fnty = ir.FunctionType(VOID, [FLOAT_PTR] * (1 + n_in + n_const) + [I64, I64])
-        fn = ir.Function(self.module, fnty, self.symbol)
+    def __init__(self, module: ir.Module, symbol: str, operands: int, constants: int, extent: int):
+        fnty = ir.FunctionType(VOID, [FLOAT_PTR] * (1 + operands + constants) + [I64, I64])
+        fn = ir.Function(module, fnty, symbol)
         fn.attributes.add("nounwind")
         fn.attributes.add("norecurse")
-        names = ["out"] + [f"in{i}" for i in range(n_in)] + [f"c{i}" for i in range(n_const)] + ["begin", "end"]
+        names = ["out"] + [f"in{i}" for i in range(operands)] + [f"c{i}" for i in range(constants)] + ["begin", "end"]
         for arg, name in zip(fn.args, names):
             arg.name = name
         for arg in fn.args[:-2]:
             for attr in POINTER_ATTRS:
                 arg.add_attribute(attr)
-        self.fn = fn
-        self.b = ir.IRBuilder(fn.append_basic_block("entry"))
+        super().__init__(module, fn)
+        self.symbol = symbol
+        self.extent = int(extent)
         self.out = fn.args[0]
-        self.ins = list(fn.args[1:1 + n_in])
-        self.consts = list(fn.args[1 + n_in:1 + n_in + n_const])
+        self.ins = list(fn.args[1:1 + operands])
+        self.consts = list(fn.args[1 + operands:1 + operands + constants])
         begin, end = fn.args[-2], fn.args[-1]
         self.lo = self.max(begin, 0)
         self.hi = self.min(end, self.extent)
-        return self.b
-
-    def finish(self, cost: float) -> Kernel:
-        """Close the function; `cost` is the work of one outer iteration (flops or elements)."""
-        self.b.ret_void()
-        return Kernel(self.symbol, self.extent, float(cost), self.constants)
 
     def parallel_loop(self, step: int = 1, name: str = "p") -> AbstractContextManager[ir.Value]:
         """The outermost loop over this call's share [begin, end) of [0, extent)."""
         return self.loop(self.lo, self.hi, step, name)
 
-    def global_table(self, name: str, ty: ir.Type) -> ir.Value:
-        """The data declared as `define(baked={name: ...})` as a private constant array of `ty`
-        (e.g. a small table of doubles), as a pointer to its first item. Only declared data can be
-        baked into code: the cache key must see every value the code depends on."""
-        if name not in self.baked:
-            raise RuntimeError(f"kernel {self.symbol}: table '{name}' was not declared in define(baked=...); "
-                               f"data baked into the code must be declared there, for the cache key")
-        values = self.baked[name].ravel().tolist()
+    def table(self, name: str, ty: ir.Type, values: Sequence[float]) -> ir.Value:
+        """`values` as a private constant array of `ty` in the module, as a pointer to its first
+        item. The values must come from the kernel's Spec (they are part of the cache key)."""
         arr_ty = ir.ArrayType(ty, len(values))
         gv = ir.GlobalVariable(self.module, arr_ty, name=f"{self.symbol}.{name}")
         gv.initializer = ir.Constant(arr_ty, [ir.Constant(ty, float(v)) for v in values])

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import llvmlite.ir as ir
 
-from .emit import F32, I64, FunctionBuilder, Int
+from .builder import F32, I64, FunctionBuilder, Int
 
 I32 = ir.IntType(32)
 

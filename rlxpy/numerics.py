@@ -1,12 +1,14 @@
-"""How far a float32 result may be from the oracle's, element by element.
+"""How far a float32 result may be from the oracle's, element by element: the one tolerance model,
+used by differential testing and by the native runtime's per-node check (`compare_with="interp"`).
 
 A float32 sum of n products is off by at most about n * eps * sum |a_i * b_i| (the standard
 forward-error bound), so each element's budget scales with
   - its magnitude: the same graph evaluated on absolute values (|inputs|, |consts|, |factors|),
     which gives sum |a_i * b_i| for a matmul and the sum of magnitudes for an add, so that
     cancellation in the result does not shrink the budget; and
-  - the length of its reductions: the longest chain of summed terms that feeds it (the K of every
-    matmul on the way, plus one per op).
+  - the roundings on the way: the longest chain of float32 roundings that feeds it, each op adding
+    what its declaration says (`OpDef.rounding`: the K of a matmul, one for an add, none for a
+    layout op or a relu).
 Real errors are about sqrt(n) * eps, so the worst-case bound leaves room without hiding a real
 bug: a dropped bias or a wrong index is off by the size of the value itself.
 A NaN or infinity where the oracle has a finite value is always a failure.
@@ -18,8 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..interp import evaluate_node
-from ..ir.graph import Graph
+from .interp import evaluate_node
+from .ir.graph import Graph, Node
+from .ir.ops import OPS
 
 EPS32 = float(np.finfo(np.float32).eps)
 SLACK = 4.0          # on top of the worst-case bound: rounding of the inputs and of the bound itself
@@ -27,24 +30,21 @@ FLOOR = 1e-30        # below any representable difference that matters
 
 
 def reduction_lengths(graph: Graph) -> dict[str, int]:
-    """For every value, the longest chain of accumulated terms that feeds it."""
+    """For every value, the longest chain of float32 roundings that feeds it."""
     length: dict[str, int] = {}
     for node in graph.nodes:
         deepest = max((length[o] for o in node.operands), default=0)
-        if node.op in ("matmul", "fused_matmul"):
-            own = graph.type_of(node.operands[0]).shape[-1] + 3      # K products, then the epilogue
-        elif node.op == "pos_encoding":
-            own = 8            # sin/cos of an angle up to 2*pi, itself a product and a quotient
-        else:
-            own = 0 if node.op in ("input", "param", "const") else 1
+        opdef = OPS[node.op]
+        own = opdef.roundings([graph.type_of(o) for o in node.operands], node.attrs)
         length[node.name] = deepest + own
     return length
 
 
 def magnitudes(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every output evaluated on absolute values, |rule(|operands|)|: the scale of its rounding
-    error. Every op's rule has non-negative coefficients apart from a scale factor's sign and the
-    sin/cos of pos_encoding, which the outer absolute value takes care of."""
+    error. Every op's rule is monotone in the magnitudes of its operands (non-negative coefficients)
+    apart from a scale factor's sign and the sin/cos of pos_encoding, which the outer absolute
+    value takes care of."""
     values: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         if node.op == "input":
@@ -86,4 +86,18 @@ class Budget:
         idx = [int(i) for i in worst]
         return (f"off by {error[worst]:.3g} at {idx} (got {actual[worst]:.7g}, oracle {oracle[worst]:.7g}; "
                 f"allowed {allowed[worst]:.3g} for magnitude {self.magnitude[name][worst]:.3g} "
-                f"and reduction length {self.length[name]})")
+                f"and {self.length[name]} roundings on the way)")
+
+
+def node_budget(node: Node, operands: list[np.ndarray], types: list) -> Budget:
+    """The budget of one node alone, its operands taken as exact: its own roundings over the
+    magnitude of its operands. What a single kernel is held to."""
+    distinct: dict[str, int] = {}
+    for o in node.operands:
+        distinct.setdefault(o, len(distinct))
+    sources = [Node(f"a{i}", "input", (), {"name": f"a{i}"}, t) for (o, i), t in
+               zip(distinct.items(), [types[node.operands.index(o)] for o in distinct])]
+    single = Graph("node", sources + [node.with_(operands=tuple(f"a{distinct[o]}" for o in node.operands))],
+                   {"out": node.name})
+    values = {f"a{distinct[o]}": a for o, a in zip(node.operands, operands)}
+    return Budget.of(single, values)

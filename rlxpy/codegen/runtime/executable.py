@@ -4,37 +4,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..executable import Executable
-from ..ir.graph import Graph
-from .jit import CompiledModule
-from .lower import Step
-from .plan import Plan
-from .target import host
+from ...executable import Executable, check_inputs
+from ...ir.graph import Graph
+from ..jit import CompiledModule
+from ..kernel import Step
+from ..target import host
+from .program import Program
 
 
 class LLVMExecutable(Executable):
     target = "llvm"
 
     def __init__(self, graph: Graph, source: Graph | None, steps: list[Step], module: CompiledModule,
-                 plan: Plan, *, compare_with: str | None, times: dict[str, float]):
+                 program: Program, *, compare_with: str | None, times: dict[str, float]):
         super().__init__(graph, source)
         self._steps = list(steps)
         self.module = module                 # owns the JIT engine: the code lives as long as this
-        self.plan = plan
+        self.program = program
         self.compare_with = compare_with
         self.compile_times = dict(times)
 
     def _run(self, inputs: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.plan.run(inputs, out, compare=self.compare_with == "interp")
+        return self.program.run(inputs, out, compare=self.compare_with == "interp")
 
     def trace(self, **inputs: object) -> dict[str, np.ndarray]:
-        """Every value of the graph (by SSA name) as the native plan computes it, for debugging
+        """Every value of the graph (by SSA name) as the native program computes it, for debugging
         and for checking kernels one by one."""
-        from ..executable import check_inputs
         checked = check_inputs(self.input_types, inputs)
         values: dict[str, np.ndarray] = {n.name: n.value for n in self.graph.nodes if n.op == "const"}
         values.update({n.name: checked[n.attrs["name"]] for n in self.graph.nodes if n.op == "input"})
-        self.plan.run(checked, {}, observe=lambda name, a: values.__setitem__(name, np.array(a)))
+        self.program.run(checked, {}, observe=lambda name, a: values.__setitem__(name, np.array(a)))
         return values
 
     # -- what was generated ----------------------------------------------------------------------
@@ -61,7 +60,7 @@ class LLVMExecutable(Executable):
 
     @property
     def threads(self) -> int:
-        return self.plan.threads
+        return self.program.threads
 
     @property
     def steps(self) -> list[Step]:
@@ -86,15 +85,15 @@ class LLVMExecutable(Executable):
             f"@{self.graph.name} on llvm ({host().describe()}, {self.threads} thread(s)): "
             f"{count['native']} native, {count['alias']} alias, {count['interp']} on the interpreter",
             f"  object code: {self.cache_status}; compile {t.get('total', 0) * 1e3:.1f} ms ({stages} ms); "
-            f"scratch {self.plan.buffer_bytes / 2**20:.1f} MiB per buffer set",
+            f"scratch {self.program.buffer_bytes / 2**20:.1f} MiB per buffer set",
         ]
         name_w = max([len(s.node.name) for s in steps] + [4]) + 1
         op_w = max([len(s.node.op) for s in steps] + [2])
         for s in steps:
             if s.kind == "native":
-                what = f"{s.kernel.symbol}  (rule {s.rule}, {s.kernel.extent} parallel iterations)"
+                what = f"{s.symbol}  (rule {s.rule}, {s.extent} parallel iterations)"
             elif s.kind == "alias":
-                what = f"view of %{s.node.operands[s.alias.operand]}, no code (rule {s.rule})"
+                what = f"view of %{s.node.operands[s.operand]}, no code (rule {s.rule})"
             else:
                 what = s.reason
             lines.append(f"  %{s.node.name:<{name_w}} {s.node.op:<{op_w}}  {s.kind:<6}  {what}")

@@ -1,11 +1,11 @@
-"""The runtime plan: buffers and steps, run once per call.
+"""The program a compiled graph runs on every call: its buffers and steps.
 
 Storage. Every value lives in the storage of its root: itself, or for an alias (a reshape) the root
 of its operand. Roots are inputs (the checked caller arrays), constants (read-only, made
 contiguous once here), per-call outputs (a fresh array, or the caller's `out=` array, written in
 place by the kernel that computes it), and intermediates. Intermediates live in a buffer set whose
 slots are shared by values with disjoint lifetimes (greedy, in step order); one set is allocated
-when the plan is made, and concurrent calls each take a set from a pool (a new one only when all
+when the program is made, and concurrent calls each take a set from a pool (a new one only when all
 are busy), so calls from several threads never share scratch memory.
 
 Steps. A native step calls its kernel through ctypes (which releases the GIL) with the addresses
@@ -19,7 +19,6 @@ allocated here.
 from __future__ import annotations
 
 import ctypes
-import math
 import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -27,24 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..interp import evaluate_node
-from ..ir.graph import Graph
-from ..memory import allocating
+from ...interp import evaluate_node
+from ...ir.graph import Graph
+from ...memory import allocating
+from ..jit import CompiledModule
+from ..kernel import Step
+from .buffers import aligned_empty, assign_slots
 from .compare import check_node
-from .jit import CompiledModule
-from .lower import Step
-
-# Fresh outputs start on a cache line, so kernels may write them with aligned streaming stores.
-ALIGNMENT = 64
-
-
-def aligned_empty(shape: tuple[int, ...]) -> np.ndarray:
-    """An uninitialised float32 array whose data starts on an ALIGNMENT-byte boundary."""
-    n = math.prod(shape)
-    raw = np.empty(n + ALIGNMENT // 4, np.float32)
-    skip = (-raw.ctypes.data % ALIGNMENT) // 4
-    return raw[skip:skip + n].reshape(shape)
-
 
 # Below this much work (Kernel.cost x extent, roughly flops) a kernel runs on one thread: handing a
 # chunk to another thread costs tens of microseconds.
@@ -59,7 +47,7 @@ class _BufferSet:
 
 
 class Layout:
-    """Where every value of a plan lives (see the module's notes), decided before any allocation,
+    """Where every value of a program lives (see the module's notes), decided before any allocation,
     so that what a call needs is known at compile time."""
 
     def __init__(self, graph: Graph, steps: list[Step]):
@@ -69,7 +57,7 @@ class Layout:
         self.root = {n.name: n.name for n in graph.nodes}
         for s in steps:
             if s.kind == "alias":
-                self.root[s.node.name] = self.root[s.node.operands[s.alias.operand]]
+                self.root[s.node.name] = self.root[s.node.operands[s.operand]]
         self.inputs = {n.name: n.attrs["name"] for n in graph.nodes if n.op == "input"}
         self.const_names = {n.name for n in graph.nodes if n.op == "const"}
         computed = {s.node.name for s in steps if s.kind != "alias"}
@@ -81,7 +69,7 @@ class Layout:
                 self.output_roots.setdefault(r, []).append(name)
         self.intermediates = [s.node.name for s in steps
                               if s.kind != "alias" and s.node.name not in self.output_roots]
-        self._assign_slots()
+        self.slot_of, self.slot_capacity = assign_slots(steps, self.root, self.types, self.intermediates)
 
     def call_bytes(self) -> dict[str, int]:
         """What one call (without out= arrays) holds besides the constants: its inputs, the fresh
@@ -95,51 +83,13 @@ class Layout:
         inputs = sum(self.types[n].nbytes for n in self.inputs)
         return {"inputs": inputs, "outputs": outputs, "scratch": self.buffer_bytes}
 
-    # -- memory planning -------------------------------------------------------------------------
-
-    def _assign_slots(self) -> None:
-        """Give each intermediate a slot no live value holds; slots grow to their largest tenant."""
-        order = [s for s in self.steps if s.kind != "alias"]
-        last_use: dict[str, int] = {}
-        for i, s in enumerate(order):
-            last_use.setdefault(s.node.name, i)
-            for o in s.node.operands:
-                last_use[self.root[o]] = i
-        capacity: list[int] = []
-        self.slot_of: dict[str, int] = {}
-        free: list[int] = []
-        busy: list[tuple[int, int]] = []                  # (last use, slot)
-        wanted = set(self.intermediates)
-        for i, s in enumerate(order):
-            for entry in [b for b in busy if b[0] < i]:
-                busy.remove(entry)
-                free.append(entry[1])
-            r = s.node.name
-            if r not in wanted:
-                continue
-            need = self.types[r].numel
-            fits = [j for j in free if capacity[j] >= need]
-            if fits:
-                slot = min(fits, key=lambda j: capacity[j])
-            elif free:
-                slot = max(free, key=lambda j: capacity[j])
-                capacity[slot] = need
-            else:
-                slot = len(capacity)
-                capacity.append(need)
-            if slot in free:
-                free.remove(slot)
-            self.slot_of[r] = slot
-            busy.append((last_use[r], slot))
-        self.slot_capacity = capacity
-
     @property
     def buffer_bytes(self) -> int:
         """Bytes of intermediate storage in one buffer set."""
         return 4 * sum(self.slot_capacity)
 
 
-class Plan(Layout):
+class Program(Layout):
     def __init__(self, graph: Graph, steps: list[Step], module: CompiledModule, threads: int):
         super().__init__(graph, steps)
         self.module = module                  # keeps the engine (and so the code) alive
@@ -158,13 +108,13 @@ class Plan(Layout):
         self._functions = {}
         for s in steps:
             if s.kind == "native":
-                n_ptr = 1 + len(s.node.operands) + len(s.kernel.constants)
+                n_ptr = 1 + len(s.node.operands) + len(s.constants)
                 proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * n_ptr), ctypes.c_int64, ctypes.c_int64)
-                self._functions[s.node.name] = proto(module.addresses[s.kernel.symbol])
+                self._functions[s.node.name] = proto(module.addresses[s.symbol])
         self._const_addresses = {name: a.ctypes.data for name, a in self.consts.items()}
-        # a rule's compile-time arrays (packed weights, tables), kept alive with the plan
+        # a rule's compile-time arrays (packed weights), kept alive with the program
         self._step_constants = {
-            s.node.name: [np.require(c, dtype=np.float32, requirements=("C", "A")) for c in s.kernel.constants]
+            s.node.name: [np.require(c, dtype=np.float32, requirements=("C", "A")) for c in s.constants]
             for s in steps if s.kind == "native"
         }
         self._kernel_constants = {k: [c.ctypes.data for c in v] for k, v in self._step_constants.items()}
@@ -204,7 +154,7 @@ class Plan(Layout):
 
     def run(self, inputs: dict[str, np.ndarray], out: dict[str, np.ndarray], compare: bool = False,
             observe=None) -> dict[str, np.ndarray]:
-        """One call. `observe(name, array)`, if given, sees every value as the plan computed it,
+        """One call. `observe(name, array)`, if given, sees every value as the program computed it,
         right after its step (the array is scratch memory: copy what you keep)."""
         bufs = self._acquire()
         try:
@@ -237,8 +187,9 @@ class Plan(Layout):
                     args += self._kernel_constants[node.name]
                     self._call(s, args)
                     if compare:
-                        ref = evaluate_node(node, [view(o) for o in node.operands])
-                        check_node(self.graph, node, s.kernel.symbol, view(node.name), ref)
+                        operands = [view(o) for o in node.operands]
+                        ref = evaluate_node(node, operands)
+                        check_node(self.graph, node, s.symbol, view(node.name), ref, operands)
                 elif s.kind == "interp":
                     np.copyto(view(node.name), evaluate_node(node, [view(o) for o in node.operands]))
                 if observe is not None:
@@ -266,9 +217,9 @@ class Plan(Layout):
 
     def _call(self, step: Step, args: list[int]) -> None:
         fn = self._functions[step.node.name]
-        extent = step.kernel.extent
+        extent = step.extent
         parts = min(self.threads, extent)
-        if parts < 2 or step.kernel.cost * extent < PARALLEL_MIN_WORK:
+        if parts < 2 or step.cost * extent < PARALLEL_MIN_WORK:
             fn(*args, 0, extent)
             return
         bounds = [extent * i // parts for i in range(parts + 1)]

@@ -7,8 +7,9 @@ broadcasts `rows` weights, and issues rows*vecs independent FMAs: with enough of
 FMA units never wait for a result, and each loaded value is reused rows (or vecs) times from a
 register.
 
-- Weights (a compile-time constant) are packed once, at compile time, into panels of `rows`
-  channels: panel j holds A[j*rows + r, k] at [k*rows + r], so the k loop reads them in order.
+- Weights (a compile-time constant) are packed once, at compile time, into panels of channels
+  (`pack_panels`): panel j holds A[j*width + r, k] at [k*width + r], so the k loop reads them in
+  order.
 - Pixels are packed per tile of `vecs*lanes` pixels into a [K][vecs*lanes] panel on the stack (it
   stays in L1/L2 while every channel panel passes over it): `lanes` x `lanes` blocks of the
   channels-last input are transposed in registers.
@@ -23,9 +24,13 @@ from typing import Callable
 import llvmlite.ir as ir
 import numpy as np
 
-from .emit import F32, FunctionBuilder, Int
-from .isa import VectorISA
+from ..isa import VectorISA
+from .builder import F32, I64, FunctionBuilder, Int
 from .simd import counted_loop, fma, splat, transpose, vec, vload, vstore
+
+# Outputs at least this large are written around the caches (streaming stores) when aligned;
+# smaller ones stay in L2 for whoever reads them next.
+STREAMING_MIN_BYTES = 2 << 20
 
 UNROLL = 4                     # k steps per iteration of the FMA loop
 
@@ -60,17 +65,26 @@ def choose_tile(isa: VectorISA, n: int) -> TileShape:
     return TileShape(6, 2, isa.lanes)
 
 
-def pack_weights(w: np.ndarray, rows: int, overlap: bool = False) -> np.ndarray:
-    """A [K, N] weight matrix as consecutive [K, rows] panels of its columns (channels); the last
-    panel has N % rows columns when rows does not divide N, or with `overlap` (and N > rows) it
-    holds the last `rows` columns, overlapping the panel before it. Flat float32."""
+def pack_panels(w: np.ndarray, width: int, tail: str) -> np.ndarray:
+    """A [K, N] matrix as consecutive [K, width] panels of its columns, flat float32, so that a k
+    loop reads one panel in order. When width does not divide N, the last panel (`tail`):
+      "short"    holds the N % width columns left;
+      "overlap"  holds the last `width` columns, overlapping the panel before it (if there is one);
+      "pad"      holds the columns left, then zeros up to `width`."""
     kdim, n = w.shape
-    full = n // rows
+    full, rest = divmod(n, width)
     parts = []
     if full:
-        parts.append(np.ascontiguousarray(w[:, :full * rows].reshape(kdim, full, rows).transpose(1, 0, 2)).ravel())
-    if n % rows:
-        parts.append(np.ascontiguousarray(w[:, n - rows if overlap and full else full * rows:]).ravel())
+        parts.append(np.ascontiguousarray(w[:, :full * width].reshape(kdim, full, width).transpose(1, 0, 2)).ravel())
+    if rest:
+        if tail == "overlap" and full:
+            last = w[:, n - width:]
+        elif tail == "pad":
+            last = np.zeros((kdim, width), np.float32)
+            last[:, :rest] = w[:, full * width:]
+        else:
+            last = w[:, full * width:]
+        parts.append(np.ascontiguousarray(last).ravel())
     return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
 
 
@@ -168,12 +182,38 @@ def zero(lanes: int) -> ir.Constant:
     return ir.Constant(vec(lanes), [ir.Constant(F32, 0.0)] * lanes)
 
 
-def bias_vectors(k: FunctionBuilder, bias: ir.Value | None, channel0: Int, rows: int, shape: TileShape) -> list[list[ir.Value]]:
-    """The accumulators' start: each channel's bias in every lane (or zero)."""
-    if bias is None:
-        return [[zero(shape.lanes)] * shape.vecs for _ in range(rows)]
+def splat_rows(k: FunctionBuilder, values: ir.Value, first: Int, rows: int, shape: TileShape) -> list[list[ir.Value]]:
+    """Accumulators that start from values[first + r] in every lane of row r."""
     out = []
     for r in range(rows):
-        s = splat(k, k.load(bias, k.add(channel0, r)), shape.lanes)
+        s = splat(k, k.load(values, k.add(first, r)), shape.lanes)
         out.append([s] * shape.vecs)
     return out
+
+
+def streaming_guard(k: FunctionBuilder, out: ir.Value, out_bytes: int, lanes: int) -> ir.Value | None:
+    """An i1 that holds when the result may be written with streaming stores: it is large
+    (STREAMING_MIN_BYTES) and `out` is aligned to a vector (checked on every call); None when it
+    is too small ever to."""
+    if out_bytes < STREAMING_MIN_BYTES:
+        return None
+    address = k.b.ptrtoint(out, I64)
+    return k.b.icmp_unsigned("==", k.b.and_(address, k.i64(lanes * 4 - 1)), k.i64(0))
+
+
+def store_vectors(k: FunctionBuilder, stores: list[tuple[ir.Value, Int]], out: ir.Value,
+                  stream: ir.Value | None) -> None:
+    """Store each (vector, offset) into `out`; where `stream` holds, as aligned streaming stores
+    (no read for ownership, no eviction of what the kernel keeps in cache: nothing reads a large
+    result soon). The caller guarantees every offset is a multiple of the vector's lanes."""
+    if stream is None:
+        for val, at in stores:
+            vstore(k, val, out, at)
+        return
+    with k.b.if_else(stream) as (then, otherwise):
+        with then:
+            for val, at in stores:
+                vstore(k, val, out, at, align=val.type.count * 4, streaming=True)
+        with otherwise:
+            for val, at in stores:
+                vstore(k, val, out, at)

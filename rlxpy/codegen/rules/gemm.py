@@ -1,14 +1,15 @@
-"""matmul and fused_matmul: one blocked GEMM loop nest with a configurable epilogue.
+"""The generic rule for matmul and fused_matmul: one blocked GEMM loop nest, any epilogue.
 
 Rows of the result (every leading index and m, flattened) form the parallel loop. A block of
 `ROWS` rows accumulates in a stack tile of ROWS x COLS floats (8 KiB, in L1): for each k, every
 row of the block adds a[row, k] * b[k, :] to its tile row, so each chunk of b's row k is read from
 L1 by all rows of the block while it is hot, and the innermost loop runs over contiguous columns,
-which LLVM vectorises without any reassociation (each output is still summed in k order). The
-accumulators start from the bias when there is one. The epilogue then writes each element where
-the permutation puts it, adding the 2x-upsampled coarse operand and applying the factor.
+which LLVM vectorises without any reassociation (each output is still summed in k order). When the
+epilogue starts with a bias on the matmul's last axis the accumulators start from it. The
+epilogue then writes each element where the permutation puts it, applying the rest of its steps
+at the element's output coordinates.
 
-This is the generic rule; a specialised micro-kernel can be registered in front of it.
+This is the rule every matmul can take; specialised micro-kernels are tried before it.
 """
 
 from __future__ import annotations
@@ -16,20 +17,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .emit import F32, I64, KernelBuilder, row_major_strides
-from .lower_upsample import sample_upsampled
-from .registry import Kernel, lowering
+from ...ir.graph import Graph, Node
+from ..emit.builder import F32, I64, KernelBuilder, row_major_strides
+from ..emit.epilogue import LoweredStep, View, apply_scalar, lower_steps
+from ..isa import VectorISA
+from ..rule import Rule, Spec
 
 ROWS = 8
 COLS = 256
 
 
-@dataclass(frozen=True)
-class Epilogue:
-    bias: bool = False
-    perm: tuple[int, ...] = ()
-    upsample: str = "none"
-    factor: float = 1.0
+@dataclass(frozen=True, kw_only=True)
+class GemmSpec(Spec):
+    a_shape: tuple[int, ...]
+    b_shape: tuple[int, ...]
+    perm: tuple[int, ...]
+    bias_init: int                   # operand index of a leading bias on the matmul's last axis, or -1
+    steps: tuple[LoweredStep, ...]
 
 
 def _batch_strides(shape: tuple[int, ...], lead: int) -> tuple[int, ...]:
@@ -40,17 +44,43 @@ def _batch_strides(shape: tuple[int, ...], lead: int) -> tuple[int, ...]:
     return (0,) * pad + tuple(0 if d == 1 else s for d, s in zip(batch, strides))
 
 
-def emit_gemm(k: KernelBuilder, epi: Epilogue) -> Kernel:
-    a_t, b_t = k.in_types[0], k.in_types[1]
-    m, kdim = a_t.shape[-2:]
-    n = b_t.shape[-1]
-    lead = max(a_t.rank, b_t.rank) - 2
-    a_batch, b_batch = _batch_strides(a_t.shape, lead), _batch_strides(b_t.shape, lead)
-    batch = tuple(max(x, y) for x, y in zip((1,) * (lead - a_t.rank + 2) + a_t.shape[:-2],
-                                            (1,) * (lead - b_t.rank + 2) + b_t.shape[:-2]))
-    y_shape = batch + (m, n)                              # the matmul's result, before the epilogue
+def _batch(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> tuple[int, ...]:
+    lead = max(len(a_shape), len(b_shape)) - 2
+    return tuple(max(x, y) for x, y in zip((1,) * (lead - len(a_shape) + 2) + a_shape[:-2],
+                                            (1,) * (lead - len(b_shape) + 2) + b_shape[:-2]))
+
+
+class Gemm(Rule):
+    name = "gemm"
+    ops = ("matmul", "fused_matmul")
+
+    def match(self, node: Node, graph: Graph, target: VectorISA) -> GemmSpec:
+        a_shape, b_shape = graph.type_of(node.operands[0]).shape, graph.type_of(node.operands[1]).shape
+        perm = tuple(node.attrs.get("perm", ()))
+        steps = lower_steps(node.attrs.get("epilogue", ()), node, graph, first=2)
+        bias_init = -1
+        stored_at = perm.index(len(perm) - 1) if perm else node.type.rank - 1
+        if steps and steps[0].op == "bias_add" and steps[0].attributes["axis"] % node.type.rank == stored_at:
+            bias_init, steps = steps[0].operands[0].index, steps[1:]
+        m, kdim, n = a_shape[-2], a_shape[-1], b_shape[-1]
+        return GemmSpec(extent=math.prod(_batch(a_shape, b_shape)) * m, cost=2 * kdim * n,
+                        operands=len(node.operands), a_shape=a_shape, b_shape=b_shape, perm=perm,
+                        bias_init=bias_init, steps=steps)
+
+    def emit(self, spec: GemmSpec, k: KernelBuilder) -> None:
+        _emit(spec, k)
+
+
+def _emit(spec: GemmSpec, k: KernelBuilder) -> None:
+    a_shape, b_shape = spec.a_shape, spec.b_shape
+    m, kdim = a_shape[-2:]
+    n = b_shape[-1]
+    lead = max(len(a_shape), len(b_shape)) - 2
+    a_batch, b_batch = _batch_strides(a_shape, lead), _batch_strides(b_shape, lead)
+    batch = _batch(a_shape, b_shape)
+    y_shape = batch + (m, n)                              # the matmul's result, before the permutation
     rank = len(y_shape)
-    perm = epi.perm or tuple(range(rank))
+    perm = spec.perm or tuple(range(rank))
     o_shape = tuple(y_shape[p] for p in perm)
     o_strides = row_major_strides(o_shape)
     write_strides = [0] * rank                            # output stride of each result axis
@@ -58,12 +88,10 @@ def emit_gemm(k: KernelBuilder, epi: Epilogue) -> Kernel:
         write_strides[p] = o_strides[j]
     cols = min(n, COLS)
 
-    k.define(extent=math.prod(batch) * m)
     b = k.b
     a_ptr, b_ptr = k.ins[0], k.ins[1]
-    rest = list(k.ins[2:])
-    bias_ptr = rest.pop(0) if epi.bias else None
-    coarse_ptr = rest.pop(0) if epi.upsample != "none" else None
+    bias_ptr = k.ins[spec.bias_init] if spec.bias_init >= 0 else None
+    views = {o.index: View(k.ins[o.index], o.shape) for st in spec.steps for o in st.operands}
     acc = k.alloca(F32, ROWS * cols, "acc")
     a_rows = k.alloca(I64, ROWS, "a_row")                 # offset of each block row in a
     b_mats = k.alloca(I64, ROWS, "b_mat")                 # offset of its matrix in b
@@ -96,10 +124,7 @@ def emit_gemm(k: KernelBuilder, epi: Epilogue) -> Kernel:
                 with k.loop(0, width, name="j") as j:
                     y = list(c) + [k.add(n0, j)]
                     v = k.load(acc, k.add(k.mul(i, cols), j))
-                    if coarse_ptr is not None:
-                        v = b.fadd(v, _upsampled(k, epi.upsample, coarse_ptr, y, perm, o_shape))
-                    if epi.factor != 1.0:
-                        v = b.fmul(v, k.f32(epi.factor))
+                    v = apply_scalar(k, spec.steps, v, [y[p] for p in perm], views)
                     k.store(v, k.out, k.dot(y, write_strides))
 
         if n <= COLS:
@@ -107,25 +132,3 @@ def emit_gemm(k: KernelBuilder, epi: Epilogue) -> Kernel:
         else:
             with k.loop(0, n, step=COLS, name="n0") as n0:
                 tile(n0, k.min(COLS, k.sub(n, n0)))
-    return k.finish(cost=2 * kdim * n)
-
-
-def _upsampled(k: KernelBuilder, mode: str, coarse, y, perm, o_shape):
-    """The coarse operand's upsampled value at the output position of result coordinates `y`."""
-    o = [y[p] for p in perm]                              # output coordinates
-    h, w = o_shape[-2:]
-    c_shape = o_shape[:-2] + (h // 2, w // 2)
-    c_strides = row_major_strides(c_shape)
-    base = k.dot(o[:-2], c_strides[:-2])
-    return sample_upsampled(k, mode, coarse, base, o[-2], o[-1], h // 2, w // 2, c_strides[-2], c_strides[-1])
-
-
-@lowering("matmul")
-def matmul(k: KernelBuilder) -> Kernel:
-    return emit_gemm(k, Epilogue())
-
-
-@lowering("fused_matmul")
-def fused_matmul(k: KernelBuilder) -> Kernel:
-    a = k.attrs
-    return emit_gemm(k, Epilogue(bias=a["bias"], perm=a["perm"], upsample=a["upsample"], factor=a["factor"]))
