@@ -27,6 +27,6 @@ def test_the_micro_kernel_example_runs(tmp_path):
 def test_the_relu_example_is_the_code():
     code = blocks("## How to add an op")[0]
     parts = re.split(r"^# (rlxpy/\S+)\n", code, flags=re.M)[1:]
-    assert [p for p in parts[::2]] == ["rlxpy/ir/ops.py", "rlxpy/interp/rules.py", "rlxpy/codegen/emitters.py"]
+    assert [p for p in parts[::2]] == ["rlxpy/ir/ops/pointwise.py", "rlxpy/interp/rules/pointwise.py", "rlxpy/codegen/emitters.py"]
     for path, snippet in zip(parts[::2], parts[1::2]):
         assert snippet.strip() in (ROOT / path).read_text(), path

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..interp.rules import upsample2x_bilinear
+from ..interp.rules.pointwise import upsample2x_bilinear
 from ..models.sam2 import FpnNeckConfig
 
 Runner = Callable[[], dict[str, np.ndarray]]

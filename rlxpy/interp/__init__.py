@@ -1,4 +1,4 @@
-"""The numpy interpreter: runs any verified graph, node by node, with the rules in `rules.py`.
+"""The numpy interpreter: runs any verified graph, node by node, with the rules in `rules/`.
 
 It is the oracle: constant folding evaluates with it, and every native kernel is checked against it.
 """
