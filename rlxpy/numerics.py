@@ -41,10 +41,12 @@ def reduction_lengths(graph: Graph) -> dict[str, int]:
 
 
 def magnitudes(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every output evaluated on absolute values, |rule(|operands|)|: the scale of its rounding
-    error. Every op's rule is monotone in the magnitudes of its operands (non-negative coefficients)
-    apart from a scale factor's sign and the sin/cos of pos_encoding, which the outer absolute
-    value takes care of."""
+    """Every output's magnitude: the scale of its rounding error. Each op says how to find it
+    (`OpDef.magnitude`): by default its rule on the magnitudes of its operands, |rule(|operands|)|,
+    right for every op whose rule is monotone in their magnitudes (sums and products; a scale's
+    sign and pos_encoding's sin/cos are taken care of by the outer absolute value); the sum of its
+    operands' magnitudes for a difference; its first operand's for a function whose error follows
+    its argument."""
     values: dict[str, np.ndarray] = {}
     for node in graph.nodes:
         if node.op == "input":
@@ -52,8 +54,20 @@ def magnitudes(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndar
         elif node.value is not None:
             values[node.name] = np.abs(node.value)
         else:
-            values[node.name] = np.abs(evaluate_node(node, [values[o] for o in node.operands]))
+            values[node.name] = _magnitude(node, [values[o] for o in node.operands])
     return {k: values[v] for k, v in graph.outputs.items()}
+
+
+def _magnitude(node: Node, operands: list[np.ndarray]) -> np.ndarray:
+    how = OPS[node.op].magnitude
+    if how == "operands":
+        total = np.zeros(node.type.shape, np.float64)
+        for a in operands:
+            total = total + a
+        return total.astype(np.float32)
+    if how == "first":
+        return np.broadcast_to(operands[0], node.type.shape).astype(np.float32)
+    return np.abs(evaluate_node(node, operands))
 
 
 @dataclass

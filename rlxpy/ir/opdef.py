@@ -30,7 +30,10 @@ VIEW = "view"                # a layout op that keeps row-major order: the resul
 CONTRACTION = "contraction"  # sums products over an axis (matmul)
 NULLARY = "nullary"          # computed from attributes alone (its value is a constant once folded)
 FUSED = "fused"              # made by a fusion pass from ops of the vocabulary
-TRAITS = (SOURCE, POINTWISE, LAYOUT, VIEW, CONTRACTION, NULLARY, FUSED)
+COMMUTATIVE = "commutative"  # a binary op whose two operands may be swapped
+REDUCTION = "reduction"      # combines the elements of its first operand along axes
+COMPOSITE = "composite"      # one call for what other ops could spell (softmax, attention): kept whole
+TRAITS = (SOURCE, POINTWISE, LAYOUT, VIEW, CONTRACTION, NULLARY, FUSED, COMMUTATIVE, REDUCTION, COMPOSITE)
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,20 @@ class Access:
 ELEMENTWISE = Access("elementwise")
 
 
+# What an op's rounding error scales with, for the tolerance model (rlxpy.numerics):
+#   rule       |rule(|operands|)|: the op evaluated on magnitudes (sums, products, matmuls)
+#   operands   the sum of its operands' magnitudes, broadcast (a difference: |a| + |b|, not |a| - |b|)
+#   first      its first operand's magnitude (sin, cos: the error follows the argument's)
+MAGNITUDES = ("rule", "operands", "first")
+
+
 # -- attributes ---------------------------------------------------------------------------------
 
 # What an integer attribute means, for the layers that rewrite shapes (the reducer) or invent
-# attributes (the random-graph generator): an axis of the op's first operand, a permutation of
-# its axes, a result shape, or a size (a dimension of the result).
-ROLES = ("", "axis", "perm", "shape", "size")
+# attributes (the random-graph generator): an axis of the op's first operand, a list of them, a
+# permutation of its axes, a result shape, a size (a dimension of the result), or a list with one
+# entry per axis of the first operand (slice starts, pad widths).
+ROLES = ("", "axis", "axes", "perm", "shape", "size", "per_axis")
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,7 @@ class OpDef:
     a pointwise op gives one `Access` per fixed operand. `rounding` is how many float32 roundings
     (each up to one epsilon of the result's magnitude) its result may carry beyond its operands'
     (an int, or a function of the operand types and attributes): the tolerance model adds them up.
+    `magnitude` says what that epsilon is relative to (see MAGNITUDES).
     """
 
     name: str
@@ -153,6 +165,7 @@ class OpDef:
     traits: frozenset[str] = frozenset()
     access: tuple[Access, ...] = ()
     rounding: int | Callable[[list[TensorType], dict], int] = 1
+    magnitude: str = "rule"      # the scale of its rounding error: see MAGNITUDES
     retired: Mapping[str, str] = field(default_factory=dict)   # attribute -> how to write it now
 
     def __post_init__(self) -> None:
@@ -162,6 +175,8 @@ class OpDef:
             raise ValueError(f"op '{self.name}': unknown trait(s) {sorted(unknown)}")
         if POINTWISE in self.traits and len(self.access) != len(self.fixed_operands):
             raise ValueError(f"op '{self.name}': a pointwise op gives one Access per operand")
+        if self.magnitude not in MAGNITUDES:
+            raise ValueError(f"op '{self.name}': unknown magnitude {self.magnitude!r}")
         if (self.infer is None) != (SOURCE in self.traits):
             raise ValueError(f"op '{self.name}': a source op has no type rule, every other op has one")
 
