@@ -15,6 +15,7 @@ from .executable import LLVMExecutable
 from .jit import build_object, load_module
 from .key import module_key
 from .lower import Step, emit_module, fallbacks, plan_graph, with_costs
+from .objcheck import ObjectCodeError, check_object
 from .plan import Plan
 from .target import host
 
@@ -127,6 +128,11 @@ def _build(graph: Graph, steps: list[Step], strict: bool, object_cache: ObjectCa
     if emitted.deviations:
         # the plan's key does not describe this code: never store it under that key
         return entry, steps, "not stored (" + "; ".join(emitted.deviations) + ")"
+    try:
+        # what a hit will check before loading: an entry that could never be loaded is not written
+        check_object(obj, entry.symbols, host().triple)
+    except ObjectCodeError as e:
+        return entry, steps, f"not stored (its object code fails the loader's check: {e})"
     object_cache.store(key, entry)
     return entry, steps, {"off": "off", "miss": "miss"}.get(status, f"{status}, recompiled")
 

@@ -160,7 +160,7 @@ def load_module(name: str, entry: Entry, cache_status: str) -> CompiledModule:
         engine.finalize_object()
         for sym in entry.symbols:
             # get_function_address on a missing name is a fatal LLVM error; the object's symbols
-            # were checked when it was built, and a cached entry passed its checksum
+            # were checked when it was built, and a cached entry's by `objcheck` as it was read
             addr = engine.get_function_address(sym)
             if not addr:
                 raise RuntimeError(f"module {name}: kernel {sym} has no address after loading")
