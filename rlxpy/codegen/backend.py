@@ -16,13 +16,14 @@ from ..errors import CodegenError, RlxError
 from ..ir.graph import Graph
 from ..ir.verify import verify, where
 from ..memory import check_fits
-from .cache import Entry, KernelInfo, ObjectCache, default_cache_dir
+from .cache import Entry, ObjectCache, default_cache_dir
 from .debug import banner, debug_level, emit
 from .isa import host_isa
 from .jit import build_object, load_module
 from .kernel import Kernel, Step
 from .key import module_key
 from .module import emit_module
+from .objcheck import ObjectCodeError, check_object
 from .runtime import LLVMExecutable, Program
 from .runtime.program import Layout
 from .select import fallbacks, select
@@ -98,7 +99,7 @@ def compile_llvm(graph: Graph, source: Graph | None = None, *, strict: bool = Fa
     if level >= 1:
         stages = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in times.items())
         emit(f"rlxpy llvm: @{graph.name}: object code {module.cache_status}; {stages}")
-    has_code = bool(entry.kernels)
+    has_code = bool(entry.symbols)
     if level >= 2:
         emit(banner(f"Optimised LLVM IR of @{graph.name}", module.optimized_ir if has_code else entry.ir_text))
     if level >= 3 and has_code:
@@ -123,13 +124,17 @@ def _build(name: str, kernels: list[Kernel], object_cache: ObjectCache | None, k
     t = time.perf_counter()
     ir_text = emit_module(name, kernels)
     times["emit"] = time.perf_counter() - t
-    infos = tuple(KernelInfo(k.symbol, k.extent, k.cost) for k in kernels)
     if not kernels:
         return Entry(b"", (), _ir_text=ir_text), "not needed (no kernels)"
     obj = build_object(name, ir_text, tuple(k.symbol for k in kernels), times)
-    entry = Entry(obj, infos, _ir_text=ir_text)
+    entry = Entry(obj, tuple(k.symbol for k in kernels), _ir_text=ir_text)
     if object_cache is None or key is None:
         return entry, status
+    try:
+        # what a hit will check before loading: an entry that could never be loaded is not written
+        check_object(obj, entry.symbols, host().triple)
+    except ObjectCodeError as e:
+        return entry, f"not stored (its object code fails the loader's check: {e})"
     object_cache.store(key, entry)
     return entry, {"off": "off", "miss": "miss"}.get(status, f"{status}, recompiled")
 

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass, field
 
 import llvmlite.binding as llvm
+from llvmlite.binding import ffi
 
-from .cache import Entry, KernelInfo
+from .cache import Entry
 from .target import LLVM_LOCK, host, new_target_machine, target_machine
 
 
@@ -34,13 +35,51 @@ def optimise(ir_text: str) -> llvm.ModuleRef:
     weaker passes.
     """
     with LLVM_LOCK:
-        mod = llvm.parse_assembly(ir_text)
-        mod.verify()
-        tm = target_machine()
-        pto = llvm.create_pipeline_tuning_options(speed_level=host().opt_level)
-        pb = llvm.create_pass_builder(tm, pto)
-        pb.getModulePassManager().run(mod, pb)
+        mod = parse(ir_text)
+        try:
+            mod.verify()
+            pto = llvm.create_pipeline_tuning_options(speed_level=host().opt_level)
+            # a pass builder per run: llvmlite registers each run's instrumentation, which dies
+            # with the run, in the builder's callbacks; a reused builder would call dead ones
+            pb = llvm.create_pass_builder(target_machine(), pto)
+            mpm = pb.getModulePassManager()
+            try:
+                mpm.run(mod, pb)
+            finally:
+                _dispose_pass_manager(mpm)
+        except BaseException:
+            mod.close()
+            raise
         return mod
+
+
+def parse(ir_text: str) -> llvm.ModuleRef:
+    """Parse into a context of the module's own, freed with it (the module holds it).
+
+    LLVM's global context keeps what modules create in it (uniqued constants and types, distinct
+    metadata such as the vectorizer's loop notes) until the process ends: ~4.5 KB per optimisation
+    of the tiny neck, more for graphs with new shapes and constants every time.
+    """
+    return llvm.parse_assembly(ir_text, context=llvm.create_context())
+
+
+def _dispose_pass_manager(pm: llvm.ModulePassManager) -> None:
+    """Free a pipeline and its passes, which llvmlite itself never does.
+
+    llvmlite 0.50 declares `ModulePassManager(ffi.ObjectRef, NewPassManager)`, so the no-op
+    `ObjectRef._dispose` comes first in the MRO and shadows `NewPassManager._dispose`: `close()`
+    and garbage collection free nothing, and each O3 pipeline leaks with its passes and the maps
+    they grew while running (27 KB as built, ~200 KB of C heap after a run on the tiny neck). A
+    release whose `_dispose` is real frees it through `close()`. What stays is llvmlite's own:
+    `LLVMPY_CreatePassBuilder` allocates the builder's PassInstrumentationCallbacks with `new` and
+    nothing deletes them (~1.5 KB per optimisation; reusing one builder would avoid it, but each
+    run registers callbacks into it that die with the run).
+    """
+    if type(pm)._dispose is ffi.ObjectRef._dispose:
+        ffi.lib.LLVMPY_DisposeNewModulePassManger(pm)
+        pm.detach()
+    else:
+        pm.close()
 
 
 @dataclass
@@ -54,7 +93,6 @@ class CompiledModule:
     addresses: dict[str, int] = field(default_factory=dict)
     _engine: object = field(default=None, repr=False)
     _object: object = field(default=None, repr=False)
-    _optimised: llvm.ModuleRef | None = field(default=None, repr=False)
     _optimized_ir: str | None = field(default=None, repr=False)
     _asm: str | None = field(default=None, repr=False)
 
@@ -69,7 +107,11 @@ class CompiledModule:
     @property
     def optimized_ir(self) -> str:
         if self._optimized_ir is None:
-            self._optimized_ir = str(self._optimised_module())
+            mod = optimise(self.ir_text)        # only its text is kept, not the module
+            try:
+                self._optimized_ir = str(mod)
+            finally:
+                mod.close()
         return self._optimized_ir
 
     @property
@@ -78,25 +120,27 @@ class CompiledModule:
             # from a fresh parse: code emission rewrites the module it is given (CodeGenPrepare)
             text = self.optimized_ir
             with LLVM_LOCK:
-                self._asm = target_machine().emit_assembly(llvm.parse_assembly(text))
+                mod = parse(text)
+                try:
+                    self._asm = target_machine().emit_assembly(mod)
+                finally:
+                    mod.close()
         return self._asm
-
-    def _optimised_module(self) -> llvm.ModuleRef:
-        if self._optimised is None:
-            self._optimised = optimise(self.ir_text)
-        return self._optimised
 
 
 def build_object(name: str, ir_text: str, symbols: tuple[str, ...], times: dict[str, float]) -> bytes:
     """Optimise and emit object code for `ir_text`; every one of `symbols` must survive."""
     t = time.perf_counter()
     mod = optimise(ir_text)
-    times["optimise"] = time.perf_counter() - t
-    t = time.perf_counter()
-    with LLVM_LOCK:
-        obj = target_machine().emit_object(mod)
-    times["codegen"] = time.perf_counter() - t
-    defined = {f.name for f in mod.functions if not f.is_declaration}
+    try:
+        times["optimise"] = time.perf_counter() - t
+        t = time.perf_counter()
+        with LLVM_LOCK:
+            obj = target_machine().emit_object(mod)
+        times["codegen"] = time.perf_counter() - t
+        defined = {f.name for f in mod.functions if not f.is_declaration}
+    finally:
+        mod.close()
     missing = sorted(set(symbols) - defined)
     if missing:
         raise RuntimeError(f"module {name}: the optimised module lost kernel(s) {', '.join(missing)}")
@@ -106,7 +150,7 @@ def build_object(name: str, ir_text: str, symbols: tuple[str, ...], times: dict[
 def load_module(name: str, entry: Entry, cache_status: str) -> CompiledModule:
     """Load the entry's object code into a new engine and look up every kernel's address."""
     cm = CompiledModule(name, entry, cache_status)
-    if not entry.kernels:                             # nothing native: no engine needed
+    if not entry.symbols:                             # nothing native: no engine needed
         return cm
     t = time.perf_counter()
     with LLVM_LOCK:
@@ -116,7 +160,7 @@ def load_module(name: str, entry: Entry, cache_status: str) -> CompiledModule:
         engine.finalize_object()
         for sym in entry.symbols:
             # get_function_address on a missing name is a fatal LLVM error; the object's symbols
-            # were checked when it was built, and a cached entry passed its checksum
+            # were checked when it was built, and a cached entry's by `objcheck` as it was read
             addr = engine.get_function_address(sym)
             if not addr:
                 raise RuntimeError(f"module {name}: kernel {sym} has no address after loading")
@@ -128,10 +172,10 @@ def load_module(name: str, entry: Entry, cache_status: str) -> CompiledModule:
 
 def compile_module(name: str, ir_text: str, symbols: tuple[str, ...]) -> CompiledModule:
     """Compile and load IR text written by hand rather than planned from a graph (e.g. the
-    benchmark's FMA-peak kernels); the object cache, keyed by plans, is not used."""
+    benchmark's FMA-peak kernels); the object cache, keyed by selections, is not used."""
     times: dict[str, float] = {}
     obj = build_object(name, ir_text, symbols, times) if symbols else b""
-    entry = Entry(obj, tuple(KernelInfo(s, 0, 0.0) for s in symbols), _ir_text=ir_text)
+    entry = Entry(obj, tuple(symbols), _ir_text=ir_text)
     module = load_module(name, entry, "off")
     module.times = {**times, **module.times}
     return module
