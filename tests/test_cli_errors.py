@@ -301,3 +301,14 @@ def test_debug_level_out_of_range(monkeypatch, capsys, level):
     from rlxpy.config import debug_level
     with pytest.raises(ConfigError):
         debug_level()
+
+
+@pytest.mark.parametrize("command", ["opt", "graph"])
+def test_a_graph_that_is_no_regular_file_is_named(command, tmp_path, capsys):
+    import os
+    fifo = tmp_path / "pipe.rlx"
+    os.mkfifo(fifo)
+    for path, what in ((tmp_path, "is a directory"), (fifo, "is a named pipe (FIFO)"), ("/dev/zero", "is a character device")):
+        assert main([command, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"graph file {path}: {what}, not a regular file" in err, err

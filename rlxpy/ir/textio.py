@@ -34,6 +34,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 from ..errors import RlxError
+from ..files import regular_file
 from .graph import Graph
 from .parser import _parse
 from .printer import is_handle_const, print_graph
@@ -94,9 +95,7 @@ def save_graph(graph: Graph, path: str | os.PathLike, *, inline_limit: int = 8, 
 
 def load_graph(path: str | os.PathLike) -> Graph:
     """Read the graph saved at `path` and, if it exists, the `.safetensors` file beside it."""
-    path = Path(path)
-    if not path.is_file():
-        raise RlxError(f"graph file {path}: not found")
+    path = regular_file(path, "graph")            # a directory, FIFO or device is named, never read
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
