@@ -60,6 +60,8 @@ def magnitudes(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndar
 
 def _magnitude(node: Node, operands: list[np.ndarray]) -> np.ndarray:
     how = OPS[node.op].magnitude
+    if callable(how):
+        return np.asarray(how(dict(node.attrs), operands), np.float32)
     if how == "operands":
         total = np.zeros(node.type.shape, np.float64)
         for a in operands:
