@@ -169,9 +169,9 @@ def test_kernels_against_float64(kernel, name, lanes, rng, monkeypatch):
 
 
 def test_long_sequences_take_the_flash_kernel(lanes, rng):
-    """Lk = 1300: a block of queries' scores over all keys would not stay in cache (at 8 lanes as at
+    """Lk = 1700: a block of queries' scores over all keys would not stay in cache (at 8 lanes as at
     16), so attention_flash streams the keys; attention_tile's reason is in the report."""
-    shapes = ((1, 2, 40, 8), (1, 2, 1300, 8), (1, 2, 1300, 20))
+    shapes = ((1, 2, 40, 8), (1, 2, 1700, 8), (1, 2, 1700, 20))
     exe = compile_llvm(attention_graph(shapes), cache=False, compare_with="interp", strict=True)
     assert exe.steps[0].rule == "attention_flash"
     inputs = data(shapes, rng, spread=2.0)

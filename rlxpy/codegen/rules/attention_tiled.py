@@ -10,13 +10,13 @@ queries; its queries are packed once, transposed, into a [D][block] panel. Then,
               vectors (the keys run down the tile, so the max over keys is a vertical max)
     softmax   m' = max(m, block max), alpha = exp(m - m'), P = exp(S - m') in place, l = l alpha + sum P
     values    O = O alpha + P v: a register tile of 6 queries (P broadcast from the buffer) x
-              vectors of Dv (v's rows, read in place, or packed into a zero-padded [keys][Dv']
-              buffer when Dv is not a multiple of the lanes)
+              vectors of Dv (v's rows read in place; a masked load for the lanes past the last
+              multiple of the lanes, so nothing past a row is read)
 
 and at the end out = O / l. `attention_flash` keeps O, m and l for the block in buffers across
 blocks of KEY_BLOCK keys, so no more than one key block's scores exist at once, whatever Lk is:
 its buffers depend on D, Dv and KEY_BLOCK only. `attention_tile` takes every key in one block
-when those buffers (all Lk scores of a query block, and v packed) fit in TILE_BYTES: no rescaling,
+when those buffers (all Lk scores of a query block) fit in TILE_BYTES: no rescaling,
 and the values' tile writes the output directly. Each declines what the other (or
 `attention_loop`) should take, and says why.
 
@@ -41,7 +41,7 @@ from ..rule import Rule, Spec, Unsupported
 from .attention import Geometry, exp, geometry
 
 KEY_BLOCK = 96                 # keys per block of attention_flash (16 register tiles of 6 keys)
-TILE_BYTES = 192 << 10         # attention_tile's buffers at most this (in L2 with room to spare)
+TILE_BYTES = 96 << 10          # attention_tile's buffers at most this (in L2 with room to spare)
 STACK_BYTES = 512 << 10        # what a kernel may take on its thread's stack
 
 
@@ -67,9 +67,6 @@ class TiledSpec(Spec):
     def dv_padded(self) -> int:
         return math.ceil(self.g.dv / self.lanes) * self.lanes
 
-    @property
-    def pack_v(self) -> bool:
-        return self.g.dv % self.lanes != 0
 
 
 def _plan(g: Geometry, target: VectorISA, key_block: int, online: bool) -> TiledSpec:
@@ -84,8 +81,6 @@ def _plan(g: Geometry, target: VectorISA, key_block: int, online: bool) -> Tiled
 def buffer_bytes(s: TiledSpec) -> int:
     """Bytes of stack the kernel's buffers take."""
     floats = s.g.d * s.block + s.key_block * s.block + s.block           # panel, scores, sums
-    if s.pack_v:
-        floats += s.key_block * s.dv_padded
     if s.online:
         floats += s.block * s.dv_padded + 2 * s.block                    # O, max, alpha
     return 4 * floats
@@ -193,7 +188,6 @@ def _emit(spec: TiledSpec, k: KernelBuilder) -> None:
     panel = k.alloca(F32, g.d * block, "qpanel")          # [D][block]: the block's queries, transposed
     scores = k.alloca(F32, key_rows * block, "scores")     # [keys][block]: S^T, then P^T
     sums = k.alloca(F32, block, "sums")
-    vpack = k.alloca(F32, kb * dvp, "vpack") if spec.pack_v else None
     if spec.online:
         acc_o = k.alloca(F32, block * dvp, "acc")          # [block][Dv']: O
         maxes = k.alloca(F32, block, "max")
@@ -221,11 +215,6 @@ def _emit(spec: TiledSpec, k: KernelBuilder) -> None:
         def key_block(j0: Int, nk: Int, final: bool) -> None:
             """Keys j0 .. j0 + nk - 1; `final`: the values' tile writes the output."""
             last_key = k.add(j0, k.sub(nk, 1))
-            if spec.pack_v:                                # v's rows, zero-padded to Dv'
-                with k.loop(0, nk, name="vp") as j:
-                    src, dst = k.add(v0, k.mul(k.add(j0, j), g.dv)), k.mul(j, dvp)
-                    for e in range(0, dvp, lanes):
-                        vstore(k, load_first(k, val, k.add(src, e), lanes, g.dv - e), vpack, k.add(dst, e))
 
             def score_tile(t: ir.Value, top: list[ir.Value]) -> list[ir.Value]:
                 """Keys j .. j + 5 of the block (j = 6t; past the last key, the last repeats):
@@ -277,10 +266,8 @@ def _emit(spec: TiledSpec, k: KernelBuilder) -> None:
                     vstore(k, total[v], sums, v * lanes)
 
             # values: O = O alpha + P v, per tile of query rows (past the last, it repeats) and panel of Dv
-            def value(j: Int, e: int) -> ir.Value:
-                if spec.pack_v:
-                    return vload(k, vpack, k.add(k.mul(j, dvp), e), lanes)
-                return vload(k, val, k.add(v0, k.add(k.mul(k.add(j0, j), g.dv), e)), lanes)
+            def value(j: Int, e: int) -> ir.Value:          # v's row j from column e (masked past Dv)
+                return load_first(k, val, k.add(v0, k.add(k.mul(k.add(j0, j), g.dv), e)), lanes, g.dv - e)
 
             with k.loop(0, k.ceil_div(valid, tile.rows), name="qr") as group:
                 rows = [k.min(k.add(k.mul(group, tile.rows), r), last_query) for r in range(tile.rows)]
