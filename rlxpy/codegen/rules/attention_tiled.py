@@ -4,25 +4,29 @@
 The parallel loop runs over (problem, block of queries). A block is `qvecs` vectors of `lanes`
 queries; its queries are packed once, transposed, into a [D][block] panel. Then, per block of keys:
 
-    scores    S^T[j, i] = scale * sum_d k[j, d] q[i, d]: a register tile of 6 keys (broadcast
+    scores    S^T[j, i] = scale * sum_d k[j, d] q[i, d]: a register tile of keys (broadcast
               straight from k's rows, no packing) x the block's query vectors (from the panel),
               stored to a [keys][block] buffer while the largest score of each query is kept in
               vectors (the keys run down the tile, so the max over keys is a vertical max)
     softmax   m' = max(m, block max), alpha = exp(m - m'), P = exp(S - m') in place, l = l alpha + sum P
-    values    O = O alpha + P v: a register tile of 6 queries (P broadcast from the buffer) x
+    values    O = O alpha + P v: a register tile of queries (P broadcast from the buffer) x
               vectors of Dv (v's rows read in place; a masked load for the lanes past the last
               multiple of the lanes, so nothing past a row is read)
 
-and at the end out = O / l. `attention_flash` keeps O, m and l for the block in buffers across
-blocks of KEY_BLOCK keys, so no more than one key block's scores exist at once, whatever Lk is:
-its buffers depend on D, Dv and KEY_BLOCK only. `attention_tile` takes every key in one block
-when those buffers (all Lk scores of a query block) fit in TILE_BYTES: no rescaling,
-and the values' tile writes the output directly. Each declines what the other (or
-`attention_loop`) should take, and says why.
+and at the end out = O times 1 / l. `attention_flash` keeps O, m and l of the block in buffers
+across blocks of KEY_BLOCK keys, so the scores of one key block are all that exist at once,
+whatever Lk is: its buffers depend on D, Dv and KEY_BLOCK only. `attention_tile` takes every key in
+one block when its buffers (the scores of a query block over all Lk keys) fit in TILE_BYTES: no
+rescaling, and the values' tile writes the output directly. Each rule declines what the other
+(or `attention_loop`) should take, and says why.
 
-The last block of queries may be short: it is emitted separately with only the vectors it needs;
-its lanes past Lq are zeros in the panel and are never stored. Every trip count is static and every
-read stays inside its operand (rows past Lq, keys past Lk and values past Dv are never read).
+Both tiles share the accumulators the GEMM micro-kernel keeps (choose_tile) between rows and
+vectors: few query vectors (a short sequence) give a tile of more keys, a narrow Dv a tile of
+more queries. A tile that runs past the last key or query of a block repeats that key or query
+(its results are computed again and stored to the same place), and lanes past Lq hold copies of
+the last query, never stored: every read stays inside its operand, every write inside the
+output's rows. The trip counts of the last block of queries and of keys are run-time values, so
+each part of the kernel is emitted once.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from ..isa import VectorISA
 from ..rule import Rule, Spec, Unsupported
 from .attention import Geometry, exp, geometry
 
-KEY_BLOCK = 96                 # keys per block of attention_flash (16 register tiles of 6 keys)
+KEY_BLOCK = 96                 # keys per block of attention_flash (a multiple of every score tile's keys)
 TILE_BYTES = 96 << 10          # attention_tile's buffers at most this (in L2 with room to spare)
 STACK_BYTES = 512 << 10        # what a kernel may take on its thread's stack
 
@@ -70,12 +74,26 @@ class TiledSpec(Spec):
 
 
 def _plan(g: Geometry, target: VectorISA, key_block: int, online: bool) -> TiledSpec:
+    """Tile shapes from the register file: as many accumulators as the GEMM micro-kernel keeps
+    (choose_tile: 24 with 32 registers, 12 with 16), shared between rows and vectors so that short
+    sequences and narrow values do not leave accumulators idle."""
     tile = choose_tile(target, g.dv)
-    lanes = tile.lanes
-    qvecs = min(tile.vecs, math.ceil(g.lq / lanes))
-    spec = TiledSpec(extent=0, cost=0, operands=3, g=g, lanes=lanes, keys=tile.rows, qvecs=qvecs,
-                     dv_tile=tile, key_block=key_block, online=online)
+    lanes, budget = tile.lanes, tile.accumulators
+    qvecs = min(tile.vecs, math.ceil(g.lq / lanes))                   # query vectors per block
+    keys = min(budget // qvecs, g.lk)                                  # keys per tile of scores
+    dv_vecs = min(tile.vecs, math.ceil(g.dv / lanes))                  # Dv vectors per values tile
+    rows = _rows(min(qvecs * lanes, g.lq), budget // dv_vecs)         # queries per values tile
+    spec = TiledSpec(extent=0, cost=0, operands=3, g=g, lanes=lanes, keys=keys, qvecs=qvecs,
+                     dv_tile=TileShape(rows, dv_vecs, lanes), key_block=key_block, online=online)
     return replace(spec, extent=g.problems * spec.blocks, cost=2 * spec.block * g.lk * (g.d + g.dv))
+
+
+def _rows(count: int, most: int) -> int:
+    """Rows per tile for `count` rows: the most that repeat no more than an eighth of them."""
+    for rows in range(min(most, count), 0, -1):
+        if math.ceil(count / rows) * rows - count <= count / 8:
+            return rows
+    return 1
 
 
 def buffer_bytes(s: TiledSpec) -> int:
@@ -217,7 +235,7 @@ def _emit(spec: TiledSpec, k: KernelBuilder) -> None:
             last_key = k.add(j0, k.sub(nk, 1))
 
             def score_tile(t: ir.Value, top: list[ir.Value]) -> list[ir.Value]:
-                """Keys j .. j + 5 of the block (j = 6t; past the last key, the last repeats):
+                """The t-th tile of keys of the block (past the last key, the last repeats):
                 scores stored, the running max updated."""
                 j = k.mul(t, spec.keys)
                 rows = [k.add(k0, k.mul(k.min(k.add(j0, k.add(j, r)), last_key), g.d)) for r in range(spec.keys)]
@@ -262,8 +280,8 @@ def _emit(spec: TiledSpec, k: KernelBuilder) -> None:
                 if spec.online:
                     old = b.fmul(vload(k, sums, v * lanes, lanes), vload(k, alphas, v * lanes, lanes))
                     vstore(k, b.fadd(old, total[v]), sums, v * lanes)
-                else:
-                    vstore(k, total[v], sums, v * lanes)
+                else:                                      # the output is O times 1 / sum
+                    vstore(k, b.fdiv(_const_vec(1.0, lanes), total[v]), sums, v * lanes)
 
             # values: O = O alpha + P v, per tile of query rows (past the last, it repeats) and panel of Dv
             def value(j: Int, e: int) -> ir.Value:          # v's row j from column e (masked past Dv)
@@ -287,11 +305,11 @@ def _emit(spec: TiledSpec, k: KernelBuilder) -> None:
                         vector=lambda j, v: value(j, e0 + v * lanes))
                     for r, row in enumerate(rows):
                         if final:
-                            l = splat(k, k.load(sums, row), lanes)
+                            inv = splat(k, k.load(sums, row), lanes)
                             at = k.add(out0, k.mul(k.add(i0, row), g.dv))
                             for v in range(nv):
                                 e = e0 + v * lanes
-                                store_first(k, b.fdiv(acc[r][v], l), k.out, k.add(at, e), g.dv - e)
+                                store_first(k, b.fmul(acc[r][v], inv), k.out, k.add(at, e), g.dv - e)
                         else:
                             at = k.add(k.mul(row, dvp), e0)
                             for v in range(nv):
@@ -303,12 +321,14 @@ def _emit(spec: TiledSpec, k: KernelBuilder) -> None:
         with k.loop(0, math.ceil(g.lk / kb), name="kb") as kblock:
             j0 = k.mul(kblock, kb)
             key_block(j0, k.min(kb, k.sub(g.lk, j0)), final=False)
-        with k.loop(0, valid, name="or") as r:                 # out = O / l
-            l = splat(k, k.load(sums, r), lanes)
+        for v in range(nvec):                                  # out = O times 1 / l
+            vstore(k, b.fdiv(_const_vec(1.0, lanes), vload(k, sums, v * lanes, lanes)), sums, v * lanes)
+        with k.loop(0, valid, name="or") as r:
+            inv = splat(k, k.load(sums, r), lanes)
             at = k.add(out0, k.mul(k.add(i0, r), g.dv))
             for e in range(0, dvp, lanes):
                 o = vload(k, acc_o, k.add(k.mul(r, dvp), e), lanes)
-                store_first(k, b.fdiv(o, l), k.out, k.add(at, e), g.dv - e)
+                store_first(k, b.fmul(o, inv), k.out, k.add(at, e), g.dv - e)
 
     with k.parallel_loop(name="blk") as p:
         problem, qb = k.div(p, blocks), k.rem(p, blocks)
