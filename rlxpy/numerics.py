@@ -22,7 +22,7 @@ import numpy as np
 
 from .interp import evaluate_node
 from .ir.graph import Graph, Node
-from .ir.ops import OPS
+from .ir.ops import OPS, epilogue_operands
 
 EPS32 = float(np.finfo(np.float32).eps)
 SLACK = 4.0          # on top of the worst-case bound: rounding of the inputs and of the bound itself
@@ -59,7 +59,23 @@ def magnitudes(graph: Graph, inputs: dict[str, np.ndarray]) -> dict[str, np.ndar
 
 
 def _magnitude(node: Node, operands: list[np.ndarray]) -> np.ndarray:
-    how = OPS[node.op].magnitude
+    opdef = OPS[node.op]
+    how = opdef.magnitude
+    if callable(how):
+        return np.asarray(how(dict(node.attrs), operands), np.float32)
+    epilogue = next((name for name, a in opdef.attrs.items() if a.kind == "steps" and node.attrs.get(name)), None)
+    if epilogue is not None:
+        # the body first, then each step by its own op's magnitude: evaluated whole on magnitudes,
+        # a scale by a negative factor followed by a relu would make a nonzero result's magnitude 0
+        fixed = len(opdef.fixed_operands)
+        body = node.with_(operands=node.operands[:fixed], attrs={**node.attrs, epilogue: ()})
+        value = _magnitude(body, operands[:fixed])
+        steps = node.attrs[epilogue]
+        for step, extra in zip(steps, epilogue_operands(steps, operands[fixed:])):
+            step_node = Node(node.name, step.op, tuple(f"a{i}" for i in range(1 + len(extra))), step.attributes,
+                             node.type)
+            value = _magnitude(step_node, [value, *extra])
+        return value
     if how == "operands":
         total = np.zeros(node.type.shape, np.float64)
         for a in operands:

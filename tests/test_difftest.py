@@ -102,6 +102,21 @@ def test_budget_allows_rounding_but_not_a_dropped_bias(rng):
     assert budget.compare("y", with_nan, exact).startswith("nan at [1, 2] where the oracle has")
 
 
+def test_a_fused_epilogue_keeps_the_magnitude_of_each_step(rng):
+    """matmul -> scale by a negative factor -> relu, fused: taken whole on magnitudes, the negative
+    scale then the relu gave a magnitude of 0 where the result is positive (no rounding allowed)."""
+    from rlxpy.ir.ops import Step
+    b = GraphBuilder("g")
+    x, w = b.input("x", (6, 16)), b.input("w", (16, 5))
+    b.output("y", b.fused_matmul(x, w, epilogue=(Step.of("scale", factor=-1.5), Step.of("relu"))))
+    g = b.build()
+    inputs = {"x": rng.standard_normal((6, 16)).astype(np.float32), "w": rng.standard_normal((16, 5)).astype(np.float32)}
+    budget = Budget.of(g, inputs)
+    exact = np.maximum(-1.5 * (inputs["x"].astype(np.float64) @ inputs["w"]), 0)
+    assert (budget.magnitude["y"] >= 1.5 * np.abs(inputs["x"]) @ np.abs(inputs["w"]) * 0.999).all()
+    assert budget.compare("y", np.maximum(-1.5 * (inputs["x"] @ inputs["w"]), 0).astype(np.float32), exact) is None
+
+
 # -- finding, bisecting and reducing a planted pass ------------------------------------------------
 
 def test_planted_pass_is_found_bisected_and_reduced(planted):

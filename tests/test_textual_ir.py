@@ -92,7 +92,9 @@ def every_op_graph(rng) -> Graph:
     plain = b.fused_matmul(x, w)                                        # every attribute default
     batched = b.matmul(b.input("a", (3, 1, 2, 5)), b.input("bb", (4, 5, 2)))   # broadcasting
     mm = b.matmul(eight, b.const(rng.standard_normal((4, 2))))
-    for i, v in enumerate([r, pos, pos_default, fused, plain, batched, mm, scalar, *scaled]):
+    att = b.attention(x, x, b.input("vals", (2, 4, 6, 3)))            # optional float unset: omitted
+    att_scaled = b.attention(eight, eight, eight, scale=-0.5)
+    for i, v in enumerate([r, pos, pos_default, fused, plain, batched, mm, scalar, att, att_scaled, *scaled]):
         b.output(f"out_{i}", v)
     covered = {n.op for n in b.nodes}
     for op in OPS.values():       # a pointwise op declared later: its default form, by its declaration
@@ -128,6 +130,8 @@ def test_every_op_and_attribute_kind_round_trips(rng):
             'upsample_add, scale {factor = 0.5}]} : tensor<2x16x4x6xf32>') in text
     assert "fused_matmul(%x, %w.0$a-b) : tensor<2x4x6x16xf32>" in text
     assert "matmul(%a, %bb) : tensor<3x4x2x2xf32>" in text
+    assert "attention(%x, %x, %vals) : tensor<2x4x6x3xf32>" in text
+    assert "attention(%eight, %eight, %eight) {scale = -0.5} : tensor<2x4xf32>" in text
     round_trip(graph)
 
 
@@ -654,7 +658,7 @@ PARSE_ERRORS = [
      "node %t (pos_encoding): attributes {batch = 4611686018427387904, dim = 4, height = 2, width = 1} make a "
      "result too large: tensor<4611686018427387904x4x2x1xf32> has 36893488147419103232 elements"),
     ("long-op-name", edit("matmul", "m" * 100_000), 4, 8,
-     "unknown op 'mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm... (100000 characters)'; known ops: bias_add"),
+     f"unknown op 'mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm... (100000 characters)'; known ops: {min(OPS)}"),
     ("long-bad-graph-name", BASE.replace("graph @g", "graph @9" + "g" * 100_000), 1, 7,
      "invalid graph name '@9ggggggggggggggggggggggggggggggggggg... (100002 characters)'"),
 ]
@@ -829,7 +833,7 @@ def test_graph_renders_svg_with_real_graphviz(neck_file, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["graph", "{tmp}/nope.rlx"], "rlxpy graph: error: graph file {tmp}/nope.rlx: not found"),
-    (["graph", "{tmp}/bad.rlx"], "rlxpy graph: error: {tmp}/bad.rlx:2:8: unknown op 'conv'; known ops: bias_add"),
+    (["graph", "{tmp}/bad.rlx"], "rlxpy graph: error: {tmp}/bad.rlx:2:8: unknown op 'conv'; known ops: " + min(OPS)),
     (["graph", "{tmp}/bad.rlx", "--format", "png"], "rlxpy graph: error: --format chooses what --dot renders; give --dot OUT.dot too"),
     (["graph", "{tmp}/good.rlx", "--dot", "-", "--format", "png"], "rlxpy graph: error: --format cannot render DOT written to stdout"),
     (["graph", "{tmp}/good.rlx", "--dot", "{tmp}/no/such/dir/g.dot"], "rlxpy graph: error: cannot write {tmp}/no/such/dir/g.dot: directory"),

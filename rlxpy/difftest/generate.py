@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import VerifyError
 from ..ir import Graph, GraphBuilder, Value
+from ..ir.opdef import COMPOSITE
 from ..ir.ops import (CONTRACTION, FUSED, LAYOUT, NULLARY, OPS, POINTWISE, REQUIRED, Attr, OpDef,
                       with_trait)
 
@@ -37,7 +38,11 @@ CONTRACTION_OPS = [op for op in with_trait(CONTRACTION) if not op.has(FUSED)]
 LAYOUT_OPS = with_trait(LAYOUT)
 PERMUTATION_OPS = [op for op in LAYOUT_OPS if [a.role for a in op.attrs.values()] == ["perm"]]
 NULLARY_OPS = with_trait(NULLARY)
-KINDS = ("pointwise", "pointwise", "contraction", "layout", "nullary", "chain", "chain")
+# composites over (queries, keys, values): softmax(q k^T) v and its kind
+ATTENTION_OPS = [op for op in with_trait(COMPOSITE) if op.fixed_operands == ("q", "k", "v")]
+LONG_KEYS = (97, 300, 2000)   # now and then: more keys than a vectorised kernel keeps in one block
+KINDS = ("pointwise", "pointwise", "contraction", "layout", "nullary", "chain", "chain") + \
+    (("attention",) if ATTENTION_OPS else ())
 
 
 class Chooser(Protocol):
@@ -220,6 +225,30 @@ class _Generator:
             n = 1
         op = self.ch.choice(CONTRACTION_OPS)
         return self.add(self.b.op(op.name, a, self.operand(lead + (k, n))))
+
+    def attention(self) -> Value | None:
+        """An attention over q from the pool (or new), with keys and values made to fit: leading axes
+        that broadcast (some of them 1, or fewer of them), any number of keys (now and then a
+        long sequence of few features), values of their own width; the scale given or default."""
+        opdef = self.ch.choice(ATTENTION_OPS)
+        q = self.pick(lambda v: v.type.rank >= 2) or self.leaf(self.shape(self.ch.integer(2, 4)))
+        lead, d = q.shape[:-2], q.shape[-1]
+        long = self.ch.chance(0.15) and d <= 2 and math.prod(lead) <= 2
+        lk = self.ch.choice(LONG_KEYS) if long else self.ch.choice(DIMS)
+        dv = self.ch.choice((1, 2, 3)) if long else self.ch.choice(DIMS)
+
+        def batch() -> tuple[int, ...]:
+            if not lead or self.ch.chance(0.5):
+                return lead
+            return tuple(n if self.ch.chance(0.6) else 1 for n in lead[self.ch.integer(0, len(lead) - 1):])
+
+        k_lead, v_lead = batch(), batch()
+        if max(math.prod(k_lead) * lk * d, math.prod(v_lead) * lk * dv, math.prod(lead) * q.shape[-2] * dv) \
+                > MAX_ELEMENTS:
+            return None
+        attrs = {} if self.ch.chance(0.5) else {"scale": self.ch.choice(FACTORS)}
+        return self.add(self.b.op(opdef.name, q, self.operand(k_lead + (lk, d)), self.operand(v_lead + (lk, dv)),
+                                  **attrs))
 
     def layout(self, x: Value | None = None, perm: tuple[int, ...] | None = None,
                opdef: OpDef | None = None) -> Value | None:

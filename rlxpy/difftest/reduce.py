@@ -95,9 +95,11 @@ def _size(graph: Graph) -> int:
     return sum(n.type.numel for n in graph.nodes)
 
 
-def _measure(graph: Graph) -> tuple[int, int, int]:
-    """What "smaller" means: fewer nodes, then fewer elements, then fewer axes."""
-    return len(graph), _size(graph), sum(n.type.rank for n in graph.nodes)
+def _measure(graph: Graph) -> tuple[int, int, int, int]:
+    """What "smaller" means: fewer nodes, then fewer that compute (a const is simpler than the op
+    that made its value, and unlike the op it can lose axes), then fewer elements, then fewer axes."""
+    computing = sum(not OPS[n.op].is_source for n in graph.nodes)
+    return len(graph), computing, _size(graph), sum(n.type.rank for n in graph.nodes)
 
 
 def prune(graph: Graph, inputs: dict[str, np.ndarray]) -> tuple[Graph, dict[str, np.ndarray]]:

@@ -61,6 +61,8 @@ ELEMENTWISE = Access("elementwise")
 #   rule       |rule(|operands|)|: the op evaluated on magnitudes (sums, products, matmuls)
 #   operands   the sum of its operands' magnitudes, broadcast (a difference: |a| + |b|, not |a| - |b|)
 #   first      its first operand's magnitude (sin, cos: the error follows the argument's)
+# or a function (attrs, operand magnitudes) -> the result's magnitude, for an op whose error scale
+# needs its own structure (attention: the largest value times the largest score it exponentiates).
 MAGNITUDES = ("rule", "operands", "first")
 
 
@@ -91,7 +93,10 @@ class Attr:
             raise ValueError(f"unknown attribute role {self.role!r}")
 
     def coerce(self, name: str, value: Any) -> Any:
-        """Return `value` in canonical form (ints as tuples, ints widened to float), or raise."""
+        """Return `value` in canonical form (ints as tuples, ints widened to float), or raise.
+        An attribute whose default is None is optional: None leaves it unset."""
+        if value is None and self.default is None:
+            return None
         ok = True
         if self.kind == "int":
             ok = isinstance(value, int) and not isinstance(value, bool)
@@ -165,7 +170,7 @@ class OpDef:
     traits: frozenset[str] = frozenset()
     access: tuple[Access, ...] = ()
     rounding: int | Callable[[list[TensorType], dict], int] = 1
-    magnitude: str = "rule"      # the scale of its rounding error: see MAGNITUDES
+    magnitude: str | Callable[[dict, list], Any] = "rule"   # the scale of its rounding error: see MAGNITUDES
     retired: Mapping[str, str] = field(default_factory=dict)   # attribute -> how to write it now
 
     def __post_init__(self) -> None:
@@ -175,7 +180,7 @@ class OpDef:
             raise ValueError(f"op '{self.name}': unknown trait(s) {sorted(unknown)}")
         if POINTWISE in self.traits and len(self.access) != len(self.fixed_operands):
             raise ValueError(f"op '{self.name}': a pointwise op gives one Access per operand")
-        if self.magnitude not in MAGNITUDES:
+        if not callable(self.magnitude) and self.magnitude not in MAGNITUDES:
             raise ValueError(f"op '{self.name}': unknown magnitude {self.magnitude!r}")
         if (self.infer is None) != (SOURCE in self.traits):
             raise ValueError(f"op '{self.name}': a source op has no type rule, every other op has one")

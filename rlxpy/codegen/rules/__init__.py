@@ -8,6 +8,7 @@ priority first; among equals, this order).
     transpose         transpose
     view ops          view (an alias: no code)
     pos_encoding      pos_encoding
+    attention         attention_flash (30), attention_tile (20), attention_loop
 """
 
 from ..rule import RULES
@@ -17,9 +18,11 @@ from .gemm_nchw import NchwMicrokernel
 from .layout import Transpose, View
 from .pointwise import PointwiseLoop
 from .pos_encoding import PosEncoding
+from .attention import AttentionLoop
+from .attention_tiled import AttentionFlash, AttentionTile
 
 for rule in (NchwMicrokernel(), ChannelsLastMicrokernel(), Gemm(), PointwiseLoop(), Transpose(), View(),
-             PosEncoding()):
+             PosEncoding(), AttentionFlash(), AttentionTile(), AttentionLoop()):
     RULES.add(rule)
 
 __all__ = ["RULES"]

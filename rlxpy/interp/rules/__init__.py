@@ -29,5 +29,5 @@ def rule(opname: str, *, view: bool = False) -> Callable[[Rule], Rule]:
 
 
 # every rule, one module per kind of op (imported here, after the registry they register in)
-from . import contraction, fused, layout, nullary, pointwise  # noqa: E402,F401
+from . import contraction, fused, layout, nullary, pointwise, attention  # noqa: E402,F401
 from .nullary import sine_position_encoding  # noqa: E402,F401

@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..opdef import (CONTRACTION, ELEMENTWISE, FUSED, LAYOUT, NULLARY, OPS, POINTWISE, REQUIRED, SOURCE,  # noqa: F401
                      TRAITS, VIEW, Access, Attr, OpDef, OpTypeError, Step, declare, get_op, with_trait)
 # The declarations, one module per kind of op, in the order ops are listed:
-from . import sources, pointwise, layout, contraction, nullary, fused  # noqa: F401,E402
+from . import sources, pointwise, layout, contraction, nullary, fused, attention  # noqa: F401,E402
 from .fused import apply_epilogue_types, epilogue_operands  # noqa: F401,E402
 from .shapes import (bias_type, matmul_type, require_f32, result_of, transpose_type,  # noqa: F401,E402
                      upsample_add_type)
